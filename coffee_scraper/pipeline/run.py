@@ -1,0 +1,392 @@
+"""One roaster run, full or price: fetch pages politely → store raw → validate → normalize → upsert → report.
+
+Each page commits in its own transaction, so a crash loses nothing already committed and never leaves half
+a product. Scheduling (when runs happen) lives in ``jobs/``; HTTP details live in ``storefronts/``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from coffee_scraper.catalog import service
+from coffee_scraper.catalog.db import session_scope
+from coffee_scraper.catalog.models import Roaster, ScrapeRun, utcnow
+from coffee_scraper.normalize import content_hash, normalize_product
+from coffee_scraper.normalize.models import NormalizeResult
+from coffee_scraper.pipeline.validate import product_id_of, validate_product
+from coffee_scraper.settings import Settings
+from coffee_scraper.storefronts import Fetcher, Shop, detect_platform, iter_catalog, shop_currency
+from coffee_scraper.storefronts.types import CatalogPage, FetchError, RobotsDisallowed
+
+Mode = Literal["full", "price"]
+ProgressFn = Callable[[str, int, int | None], None]  # (roaster name, pages done, total pages or None)
+
+
+@dataclass
+class RunReport:
+    """What one roaster run did; also the CLI's JSON output for it."""
+
+    roaster: str
+    run_id: int
+    mode: str
+    status: str  # ok | partial | fail | skipped
+    platform: str | None = None
+    pages: int = 0
+    products_seen: int = 0
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    quarantined: int = 0
+    missing: int = 0
+    price_changes: int = 0
+    reviews: int = 0
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    duration_s: float = 0.0
+
+    @property
+    def error_summary(self) -> str | None:
+        if not self.errors:
+            return None
+        first = self.errors[0]
+        more = f" (+{len(self.errors) - 1} more)" if len(self.errors) > 1 else ""
+        return f"{first['kind']}: {first['message']}{more}"
+
+
+def _error(kind: str, message: str, hint: str = "", **extra: Any) -> dict[str, Any]:
+    return {"kind": kind, "message": message, "hint": hint, **extra}
+
+
+def parse_products(body: bytes, platform: str) -> list[Any]:
+    """Products of a stored page body (used by replay; live pages arrive parsed by storefronts)."""
+    data = json.loads(body)
+    if platform == "shopify":
+        return list(data.get("products", [])) if isinstance(data, dict) else []
+    return list(data) if isinstance(data, list) else []
+
+
+class PageProcessor:
+    """Validates, normalizes and upserts pages of one run; shared by live runs and replays."""
+
+    def __init__(
+        self,
+        factory: sessionmaker[Session],
+        settings: Settings,
+        *,
+        roaster_id: int,
+        run_id: int,
+        platform: str,
+        currency: str | None,
+        mode: str,
+        now: Callable[[], datetime],
+    ):
+        self.factory = factory
+        self.settings = settings
+        self.roaster_id = roaster_id
+        self.run_id = run_id
+        self.platform = platform
+        self.currency = currency
+        self.mode = "full" if mode == "replay" else mode
+        self.force = mode == "replay"  # a replay re-normalizes even products whose raw JSON is unchanged
+        self.now = now
+        self.seen_ids: set[str] = set()
+        self.report_errors: list[dict[str, Any]] = []
+
+    def process(
+        self, number: int, products: Sequence[Any], fetched_artifact: Callable[[Session], int | None]
+    ) -> service.UpsertStats:
+        """One page in one transaction: artifact, quarantines, upserts and run counters together."""
+        with session_scope(self.factory) as session:
+            roaster = session.get(Roaster, self.roaster_id)
+            run = session.get(ScrapeRun, self.run_id)
+            assert roaster is not None and run is not None
+            artifact_id = fetched_artifact(session)
+            items: list[tuple[NormalizeResult, str]] = []
+            for raw in products:
+                reason = validate_product(raw, self.platform)
+                pid = product_id_of(raw)
+                if reason is None and pid in self.seen_ids:
+                    reason = f"duplicate product id {pid} (already seen earlier in this run); kept the first"
+                if reason is not None:
+                    service.quarantine(
+                        session, run=run, artifact_id=artifact_id, platform_product_id=pid, reason=reason, raw=raw
+                    )
+                    self.report_errors.append(
+                        _error("quarantined", f"product {pid or '?'} on page {number}: {reason}")
+                    )
+                    continue
+                try:
+                    result = normalize_product(raw, self.platform, self.currency)  # type: ignore[arg-type]
+                except Exception as exc:  # a normalizer bug must not abort the shop's run
+                    service.quarantine(
+                        session,
+                        run=run,
+                        artifact_id=artifact_id,
+                        platform_product_id=pid,
+                        reason=f"normalizer error: {type(exc).__name__}: {exc}",
+                        raw=raw,
+                    )
+                    continue
+                assert pid is not None
+                self.seen_ids.add(pid)
+                items.append((result, content_hash(raw)))
+            stats = service.upsert_products(
+                session,
+                roaster=roaster,
+                run=run,
+                items=items,
+                mode=self.mode,
+                now=self.now(),
+                force=self.force,
+                price_review_delta=self.settings.price_review_delta,
+            )
+            run.pages_fetched += 1
+            run.products_seen += len(products)
+            run.products_new += stats.new
+            run.products_updated += stats.updated
+            run.products_unchanged += stats.unchanged
+            run.price_changes += stats.price_changes
+            run.reviews_flagged += stats.reviews
+        return stats
+
+
+async def run_roaster(
+    roaster_name: str,
+    mode: Mode,
+    *,
+    settings: Settings,
+    factory: sessionmaker[Session],
+    fetcher: Fetcher,
+    now: Callable[[], datetime] = utcnow,
+    progress: ProgressFn | None = None,
+) -> RunReport:
+    """Run one roaster end to end. Never raises for shop problems: they end up in the report and the run row."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with session_scope(factory) as session:
+        roaster = service.get_roaster(session, roaster_name)
+        service.fail_interrupted_runs(session, now(), roaster_id=roaster.id)
+        run = service.start_run(session, roaster, mode, now())
+        roaster_id, run_id, name = roaster.id, run.id, roaster.name
+        base_url, platform, currency = roaster.base_url, roaster.platform, roaster.currency
+        state = service.shop_state(roaster)
+        delay_s, concurrency, active = roaster.delay_s, roaster.concurrency, roaster.active
+
+    report = RunReport(roaster=name, run_id=run_id, mode=mode, status="running")
+    if not active:
+        report.status = "skipped"
+        report.errors.append(_error("paused", f"roaster {name} is paused", "resume it to scrape it again"))
+        return await _finish(factory, report, roaster_id, state=None, started=started, loop_time=loop.time, now=now)
+
+    shop = fetcher.shop(base_url, state=state, delay_s=delay_s, concurrency=concurrency)
+    complete = False
+    processor: PageProcessor | None = None
+    try:
+        if platform == "auto":
+            platform = await detect_platform(shop)
+        report.platform = platform
+        if platform == "shopify" and not currency:
+            currency = await shop_currency(shop, platform)
+            if not currency:
+                currency = settings.default_currency
+                report.errors.append(
+                    _error(
+                        "currency_assumed",
+                        f"{base_url}/meta.json did not give a currency; assumed {currency}",
+                        "set it with `coffee-scraper roasters add URL --currency CODE`",
+                    )
+                )
+        processor = PageProcessor(
+            factory,
+            settings,
+            roaster_id=roaster_id,
+            run_id=run_id,
+            platform=platform,
+            currency=currency,
+            mode=mode,
+            now=now,
+        )
+        async for page in iter_catalog(shop, platform, settings):  # type: ignore[arg-type]
+            await _process_page(processor, page, roaster_id, run_id, settings)
+            report.pages += 1
+            if progress:
+                progress(name, report.pages, page.total_pages)
+        complete = True
+    except RobotsDisallowed as exc:
+        report.errors.append(_error(exc.kind, str(exc), "the shop asks robots not to fetch it; it is skipped"))
+    except FetchError as exc:
+        report.errors.append(_error(exc.kind, str(exc), exc.hint, url=exc.url, status=exc.status))
+    except Exception as exc:  # storage or programming error: recorded, the other roasters still run
+        report.errors.append(_error("internal", f"{type(exc).__name__}: {exc}", "see the app log for the traceback"))
+
+    if processor is not None:
+        report.errors.extend(processor.report_errors)
+        if complete:
+            with session_scope(factory) as session:
+                report.missing = service.mark_missing(
+                    session, roaster_id=roaster_id, seen_ids=processor.seen_ids, now=now()
+                )
+    fatal = [e for e in report.errors if e["kind"] not in {"quarantined", "currency_assumed"}]
+    if complete and not fatal:
+        report.status = "ok" if not any(e["kind"] == "quarantined" for e in report.errors) else "partial"
+    elif report.pages > 0:
+        report.status = "partial"
+    else:
+        report.status = "fail"
+    with session_scope(factory) as session:
+        roaster = session.get(Roaster, roaster_id)
+        assert roaster is not None
+        roaster.platform = platform if platform != "auto" else roaster.platform
+        if currency and not roaster.currency:
+            roaster.currency = currency
+        if any(e["kind"] == "robots_disallowed" for e in report.errors):
+            roaster.robots_allowed = False
+        elif report.pages:
+            roaster.robots_allowed = True
+    return await _finish(factory, report, roaster_id, state=shop.state, started=started, loop_time=loop.time, now=now)
+
+
+async def _process_page(
+    processor: PageProcessor, page: CatalogPage, roaster_id: int, run_id: int, settings: Settings
+) -> None:
+    def artifact(session: Session) -> int | None:
+        if not settings.store_raw_artifacts:
+            return None
+        return service.store_artifact(
+            session, roaster_id=roaster_id, run_id=run_id, kind="products", page=page.number, fetched=page.fetched
+        ).id
+
+    # Normalizing and writing a page is CPU and disk work; keep the event loop free for other shops.
+    await asyncio.to_thread(processor.process, page.number, page.products, artifact)
+    if page.fetched.from_cache:
+        with session_scope(processor.factory) as session:
+            run = session.get(ScrapeRun, run_id)
+            assert run is not None
+            run.pages_not_modified += 1
+
+
+async def _finish(
+    factory: sessionmaker[Session],
+    report: RunReport,
+    roaster_id: int,
+    *,
+    state: Any,
+    started: float,
+    loop_time: Callable[[], float],
+    now: Callable[[], datetime],
+) -> RunReport:
+    report.duration_s = round(loop_time() - started, 3)
+    finished = now()
+    with session_scope(factory) as session:
+        run = session.get(ScrapeRun, report.run_id)
+        roaster = session.get(Roaster, roaster_id)
+        assert run is not None and roaster is not None
+        run.status = report.status if report.status != "skipped" else "fail"
+        run.platform = report.platform
+        run.finished_at = finished
+        run.products_missing = report.missing
+        run.errors = report.errors[:200]
+        run.error_summary = report.error_summary
+        report.products_seen = run.products_seen
+        report.new, report.updated, report.unchanged = run.products_new, run.products_updated, run.products_unchanged
+        report.quarantined, report.price_changes = run.products_quarantined, run.price_changes
+        report.reviews = run.reviews_flagged
+        if state is not None:
+            service.save_shop_state(roaster, state)
+        roaster.last_run_at = finished
+        if report.status == "ok":
+            roaster.last_success_at = finished
+            roaster.consecutive_failed_runs = 0
+        elif report.status == "fail":
+            roaster.consecutive_failed_runs += 1
+    return report
+
+
+async def run_many(
+    names: Sequence[str],
+    mode: Mode,
+    *,
+    settings: Settings,
+    factory: sessionmaker[Session],
+    fetcher_factory: Callable[[], Fetcher] | None = None,
+    now: Callable[[], datetime] = utcnow,
+    progress: ProgressFn | None = None,
+    on_done: Callable[[RunReport], Awaitable[None] | None] | None = None,
+) -> list[RunReport]:
+    """Run several roasters concurrently (the fetcher's global cap bounds shops in flight)."""
+    make = fetcher_factory or (lambda: Fetcher(settings))
+    async with make() as fetcher:
+
+        async def one(name: str) -> RunReport:
+            report = await run_roaster(
+                name, mode, settings=settings, factory=factory, fetcher=fetcher, now=now, progress=progress
+            )
+            if on_done:
+                maybe = on_done(report)
+                if maybe is not None:
+                    await maybe
+            return report
+
+        return list(await asyncio.gather(*(one(n) for n in names)))
+
+
+def replay_run(
+    run_id: int,
+    *,
+    settings: Settings,
+    factory: sessionmaker[Session],
+    now: Callable[[], datetime] = utcnow,
+) -> RunReport:
+    """Re-normalize a run's stored pages into the catalog as a new run (mode 'replay'); no network."""
+    with session_scope(factory) as session:
+        source = session.get(ScrapeRun, run_id)
+        if source is None:
+            raise service.CatalogError(f"no run {run_id}; `coffee-scraper runs list` shows recent runs")
+        roaster = session.get(Roaster, source.roaster_id)
+        assert roaster is not None
+        artifacts = [(a.page or 0, service.artifact_body(a), a.id) for a in service.run_artifacts(session, run_id)]
+        if not artifacts:
+            raise service.CatalogError(
+                f"run {run_id} has no stored pages to replay (COFFEE_SCRAPER_STORE_RAW_ARTIFACTS was off "
+                "or the run fetched nothing)"
+            )
+        platform = source.platform or roaster.platform
+        run = service.start_run(session, roaster, "replay", now())
+        run.platform = platform
+        roaster_id, new_run_id, name, currency = roaster.id, run.id, roaster.name, roaster.currency
+    report = RunReport(roaster=name, run_id=new_run_id, mode="replay", status="running", platform=platform)
+    processor = PageProcessor(
+        factory,
+        settings,
+        roaster_id=roaster_id,
+        run_id=new_run_id,
+        platform=platform,
+        currency=currency or settings.default_currency,
+        mode="replay",
+        now=now,
+    )
+    for number, body, artifact_id in artifacts:
+        try:
+            products = parse_products(body, platform)
+        except ValueError as exc:
+            report.errors.append(_error("bad_payload", f"stored page {number} is not JSON: {exc}"))
+            continue
+        processor.process(number, products, lambda _s, a=artifact_id: a)
+        report.pages += 1
+    report.errors.extend(processor.report_errors)
+    report.status = "ok" if not report.errors else "partial"
+    with session_scope(factory) as session:
+        run = session.get(ScrapeRun, new_run_id)
+        assert run is not None
+        run.status, run.finished_at = report.status, now()
+        run.errors, run.error_summary = report.errors[:200], report.error_summary
+        report.products_seen, report.new, report.updated = run.products_seen, run.products_new, run.products_updated
+        report.unchanged, report.quarantined = run.products_unchanged, run.products_quarantined
+        report.price_changes = run.price_changes
+    return report
