@@ -530,11 +530,11 @@ def demo(
     with DemoServer(demo_shops(shops)) as server, database() as factory:
         with db.session_scope(factory) as session:
             names = []
-            for shop in server.shops:
+            for shop_name in server.shop_names:
                 service.add_roaster(
-                    session, f"demo-{shop.name}", server.url(shop.name), platform="auto", update_existing=True
+                    session, f"demo-{shop_name}", server.url(shop_name), platform="auto", update_existing=True
                 )
-                names.append(f"demo-{shop.name}")
+                names.append(f"demo-{shop_name}")
         reports = scrape_roasters(names, "full", as_json=as_json, s=s)
     code = _print_reports(reports, as_json)
     if not as_json:

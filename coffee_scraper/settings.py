@@ -49,7 +49,17 @@ class Settings(BaseSettings):
     backoff_base_s: float = Field(2.0, description="First backoff wait; doubles per try, with jitter.")
     backoff_cap_s: float = Field(60.0, description="Longest backoff wait between tries.")
     retry_after_cap_s: float = Field(600.0, description="Longest Retry-After wait honoured (longer ones fail).")
+    request_deadline_s: float = Field(
+        90.0,
+        description="Wall-clock limit for one HTTP attempt (connect, headers and whole body); cuts a shop "
+        "that trickles bytes forever, which the read timeout alone does not.",
+    )
     robots_cache_s: int = Field(24 * 3600, description="How long a fetched robots.txt is trusted.")
+    robots_error_retry_s: float = Field(
+        900.0,
+        description="After robots.txt failed (5xx/network), how long that outcome stands before it is fetched "
+        "again; meanwhile the shop is disallowed unless a cached copy younger than 30 days exists.",
+    )
     breaker_failure_threshold: int = Field(5, description="Consecutive failed requests that open a shop's circuit.")
     breaker_reset_s: float = Field(300.0, description="Seconds an open circuit waits before a half-open probe.")
     allow_private_addresses: bool = Field(

@@ -198,10 +198,15 @@ class _ShopRuntime:
     def _set(self, products: Sequence[dict[str, Any]], *, bump: bool) -> None:
         self.products = list(products)
         self.encoded: list[bytes | None] = [None] * len(self.products)
-        self.by_handle = {str(p.get("handle")): i for i, p in enumerate(self.products) if "handle" in p}
+        # hostile catalogs (tests) may hold non-objects; they are served as they are and never indexed
+        self.by_handle = {
+            str(p.get("handle")): i for i, p in enumerate(self.products) if isinstance(p, dict) and "handle" in p
+        }
         self.by_id: dict[int, int] = {}
         self.variation_parent: dict[int, int] = {}
         for i, p in enumerate(self.products):
+            if not isinstance(p, dict):
+                continue
             if isinstance(p.get("id"), int):
                 self.by_id[p["id"]] = i
             for v in p.get("variations") or []:

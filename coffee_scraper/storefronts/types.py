@@ -11,6 +11,7 @@ from typing import Any, Literal, Protocol
 
 PlatformName = Literal["shopify", "woocommerce"]
 CircuitState = Literal["closed", "open", "half_open"]
+RequestResult = Literal["ok", "not_modified", "retry", "error", "rate_limited", "blocked"]
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,27 @@ class FetchedPage:
     fetched_at: datetime
     attempts: int = 1
     from_cache: bool = False  # True when a 304 answered and ``body`` is the cached copy
+    final_url: str | None = None  # where redirects ended, when that differs from ``url``
+
+
+@dataclass(frozen=True)
+class RequestEvent:
+    """One HTTP attempt (robots.txt included), reported to ``Fetcher(on_event=...)`` for metrics and logs.
+
+    ``result``: "ok" (2xx), "not_modified" (304), "retry" (failed, will be tried again), "rate_limited"
+    (429, retried or not), "blocked" (403/430/challenge/password page), "error" (anything else that ends
+    the request: other 4xx/5xx, timeouts on the last try, too large, unsafe address).
+    """
+
+    origin: str
+    url: str
+    status: int | None  # None: no HTTP response (timeout, connection error, refused before sending)
+    result: RequestResult
+    elapsed_s: float
+    bytes: int
+    attempt: int
+    retry_after_s: float | None = None  # the wait chosen before the next try (Retry-After or backoff)
+    error: str | None = None  # short reason when there was no usable response
 
 
 @dataclass(frozen=True)
@@ -33,7 +55,7 @@ class CatalogPage:
 
     number: int
     fetched: FetchedPage
-    products: list[dict[str, Any]]
+    products: list[dict[str, Any]]  # as the shop sent them: unvalidated, so an odd item may not be a dict
     total_pages: int | None = None  # when the platform tells (WooCommerce X-WP-TotalPages, Shopify meta.json)
 
 
@@ -123,3 +145,9 @@ class BadPayload(FetchError):
 
 class PlatformUnknown(FetchError):
     kind = "platform_unknown"
+
+
+class CatalogTooLarge(FetchError):
+    """The listing endpoint cannot reach the whole catalog (Shopify's page × limit ≤ 25,000 cap)."""
+
+    kind = "catalog_too_large"
