@@ -23,9 +23,17 @@ FIXTURES = REPO_ROOT.parent / "shared" / "fixtures"
 STORES_DIR = FIXTURES / "stores"
 
 SCALAR_FIELDS = (
-    "name_clean", "roast_level", "process", "species", "chicory_pct", "country", "region", "estate",
-    "altitude_m", "decaf",
-)  # fmt: skip
+    "name_clean",
+    "roast_level",
+    "process",
+    "species",
+    "chicory_pct",
+    "country",
+    "region",
+    "estate",
+    "altitude_m",
+    "decaf",
+)
 LIST_FIELDS = ("varieties", "tasting_notes")
 VARIANT_FIELDS = ("weight_g", "pack_count", "grind", "price_minor", "compare_at_minor", "in_stock")
 
@@ -146,7 +154,9 @@ class Report:
     is_coffee_wrong: list[str] = field(default_factory=list)
     scalars: dict[str, FieldScore] = field(default_factory=lambda: {f: FieldScore() for f in SCALAR_FIELDS})
     lists: dict[str, ListScore] = field(default_factory=lambda: {f: ListScore() for f in LIST_FIELDS})
-    variant_fields: dict[str, FieldScore] = field(default_factory=lambda: {f: FieldScore() for f in VARIANT_FIELDS})
+    variant_fields: dict[str, FieldScore] = field(
+        default_factory=lambda: {f: FieldScore() for f in VARIANT_FIELDS}
+    )
     variant_count_mismatch: list[str] = field(default_factory=list)
 
     @property
@@ -196,7 +206,9 @@ class Report:
                 bad.append(f"variant {f} accuracy {s.accuracy:.4f} < {TARGETS[f'variant_{f}']}")
         wrong, filled = self.wrong_counts()
         if filled and 100 * wrong / filled > TARGETS["wrong_pct_max"]:
-            bad.append(f"wrong values {wrong}/{filled} = {100 * wrong / filled:.2f}% > {TARGETS['wrong_pct_max']}%")
+            bad.append(
+                f"wrong values {wrong}/{filled} = {100 * wrong / filled:.2f}% > {TARGETS['wrong_pct_max']}%"
+            )
         return bad
 
     def to_json(self) -> dict[str, Any]:
@@ -209,16 +221,22 @@ class Report:
             "variants": self.variants,
             "is_coffee": {"f1": self.is_coffee_f1, "tp": self.tp, "fp": self.fp, "fn": self.fn},
             "scalars": {
-                f: {"accuracy": s.accuracy, "precision": s.precision, "recall": s.recall, "n": s.total,
-                    "wrong": len(s.wrong)}
+                f: {
+                    "accuracy": s.accuracy,
+                    "precision": s.precision,
+                    "recall": s.recall,
+                    "n": s.total,
+                    "wrong": len(s.wrong),
+                }
                 for f, s in self.scalars.items()
-            },  # fmt: skip
+            },
             "lists": {
                 f: {"precision": ls.precision, "recall": ls.recall, "f1": ls.f1, "gold_items": ls.gold}
                 for f, ls in self.lists.items()
             },
             "variants_fields": {
-                f: {"accuracy": s.accuracy, "n": s.total, "wrong": len(s.wrong)} for f, s in self.variant_fields.items()
+                f: {"accuracy": s.accuracy, "n": s.total, "wrong": len(s.wrong)}
+                for f, s in self.variant_fields.items()
             },
             "macro": self.macro,
             "wrong": wrong,
@@ -228,9 +246,9 @@ class Report:
         }
 
 
-def load_cases(gold_dir: Path = GOLD_DIR, stores_dir: Path = STORES_DIR, only: str | None = None) -> tuple[
-    list[Case], list[str], list[str]
-]:  # fmt: skip
+def load_cases(
+    gold_dir: Path = GOLD_DIR, stores_dir: Path = STORES_DIR, only: str | None = None
+) -> tuple[list[Case], list[str], list[str]]:
     """(cases, store names used, skip reasons)."""
     cases: list[Case] = []
     used: list[str] = []
@@ -243,9 +261,15 @@ def load_cases(gold_dir: Path = GOLD_DIR, stores_dir: Path = STORES_DIR, only: s
         if name == "synthetic":
             for i, item in enumerate(gold.get("products", [])):
                 cases.append(
-                    Case("synthetic", item["platform"], item.get("currency"), item["raw"], item["expected"],
-                         item.get("note", f"#{i}"))
-                )  # fmt: skip
+                    Case(
+                        "synthetic",
+                        item["platform"],
+                        item.get("currency"),
+                        item["raw"],
+                        item["expected"],
+                        item.get("note", f"#{i}"),
+                    )
+                )
             used.append(name)
             continue
         store_file = stores_dir / gold["store_file"]
@@ -271,7 +295,9 @@ def evaluate(cases: Iterable[Case]) -> Report:
         res = normalize_product(case.raw, case.platform, case.currency)  # type: ignore[arg-type]
         got = res.product.model_dump(mode="json")
         exp = case.expected
-        label = f"{case.store}/{exp.get('platform_product_id', got['platform_product_id'])} {got['title'][:40]!r}"
+        label = (
+            f"{case.store}/{exp.get('platform_product_id', got['platform_product_id'])} {got['title'][:40]!r}"
+        )
         if case.note:
             label += f" [{case.note}]"
         rep.products += 1
@@ -302,7 +328,9 @@ def evaluate(cases: Iterable[Case]) -> Report:
             rep.variants += 1
             for f in VARIANT_FIELDS:
                 if f in v:
-                    rep.variant_fields[f].add(mine.get(f), v[f], f"{label} variant {vid} {v.get('title', '')!r}")
+                    rep.variant_fields[f].add(
+                        mine.get(f), v[f], f"{label} variant {vid} {v.get('title', '')!r}"
+                    )
     return rep
 
 
@@ -322,17 +350,41 @@ def _print_table(rep: Report, show_wrong: bool) -> None:
         t.add_column(col, justify="right" if col != "field" else "left")
     p = rep.tp / (rep.tp + rep.fp) if rep.tp + rep.fp else 1.0
     r = rep.tp / (rep.tp + rep.fn) if rep.tp + rep.fn else 1.0
-    t.add_row("is_coffee (F1)", f"{rep.is_coffee_f1:.3f}", f"{p:.3f}", f"{r:.3f}", str(rep.products),
-              str(rep.fp + rep.fn))  # fmt: skip
+    t.add_row(
+        "is_coffee (F1)",
+        f"{rep.is_coffee_f1:.3f}",
+        f"{p:.3f}",
+        f"{r:.3f}",
+        str(rep.products),
+        str(rep.fp + rep.fn),
+    )
     for f, s in rep.scalars.items():
-        t.add_row(f"{f} (acc)", f"{s.accuracy:.3f}", f"{s.precision:.3f}", f"{s.recall:.3f}", str(s.total),
-                  str(len(s.wrong)))  # fmt: skip
+        t.add_row(
+            f"{f} (acc)",
+            f"{s.accuracy:.3f}",
+            f"{s.precision:.3f}",
+            f"{s.recall:.3f}",
+            str(s.total),
+            str(len(s.wrong)),
+        )
     for f, ls in rep.lists.items():
-        t.add_row(f"{f} (F1)", f"{ls.f1:.3f}", f"{ls.precision:.3f}", f"{ls.recall:.3f}", str(ls.gold),
-                  str(ls.predicted - ls.tp))  # fmt: skip
+        t.add_row(
+            f"{f} (F1)",
+            f"{ls.f1:.3f}",
+            f"{ls.precision:.3f}",
+            f"{ls.recall:.3f}",
+            str(ls.gold),
+            str(ls.predicted - ls.tp),
+        )
     for f, s in rep.variant_fields.items():
-        t.add_row(f"variant.{f} (acc)", f"{s.accuracy:.4f}", f"{s.precision:.3f}", f"{s.recall:.3f}", str(s.total),
-                  str(len(s.wrong)))  # fmt: skip
+        t.add_row(
+            f"variant.{f} (acc)",
+            f"{s.accuracy:.4f}",
+            f"{s.precision:.3f}",
+            f"{s.recall:.3f}",
+            str(s.total),
+            str(len(s.wrong)),
+        )
     con.print(t)
     wrong, filled = rep.wrong_counts()
     con.print(
@@ -340,7 +392,9 @@ def _print_table(rep: Report, show_wrong: bool) -> None:
         f"({100 * wrong / filled if filled else 0:.2f}%)"
     )
     fails = rep.failures()
-    con.print("[green]all targets met[/green]" if not fails else "[red]targets missed:[/red] " + "; ".join(fails))
+    con.print(
+        "[green]all targets met[/green]" if not fails else "[red]targets missed:[/red] " + "; ".join(fails)
+    )
     if show_wrong:
         for line in rep.is_coffee_wrong:
             con.print(f"[red]is_coffee[/red] {line}", markup=False, highlight=False)

@@ -1,0 +1,582 @@
+"""Product-level coffee attributes (roast, process, species, origin, varieties, notes, …) from text.
+
+Every decision follows docs/normalization-policy.md; words live in vocab/*.yaml. Variants are in
+variants.py and the is-it-coffee decision in classify.py.
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_right
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
+
+from .intermediate import RawProduct
+from .models import Altitude, Evidence
+from .vocab import Vocab, key_of
+
+__all__ = ["Attributes", "extract_attributes", "name_clean"]
+
+_SENT_SPLIT = re.compile(r"(?<=[.!?])\s+|\n|\s\|\s|•")
+_WORD = re.compile(r"[A-Za-z]+")
+
+
+@dataclass
+class Attributes:
+    roast_level: str | None = None
+    process: str | None = None
+    species: str | None = None
+    chicory_pct: int | None = None
+    country: str | None = None
+    region: str | None = None
+    estate: str | None = None
+    altitude_m: Altitude | None = None
+    varieties: list[str] = field(default_factory=list)
+    tasting_notes: list[str] = field(default_factory=list)
+    decaf: bool = False
+    evidence: list[Evidence] = field(default_factory=list)
+    flags: list[str] = field(default_factory=list)
+
+
+class _Ctx:
+    """Per-product text views shared by the field rules (computed once)."""
+
+    __slots__ = (
+        "body",
+        "body_low",
+        "body_sentences",
+        "body_source",
+        "bounds",
+        "segments",
+        "tags",
+        "title",
+        "type_source",
+        "types",
+    )
+
+    def __init__(self, raw: RawProduct) -> None:
+        self.title = raw.title
+        self.body = raw.body
+        self.body_source = raw.body_source
+        self.tags = raw.tags
+        self.types = raw.types
+        self.type_source = raw.type_source
+        self.body_low = raw.body.lower()
+        self.body_sentences = [s for s in _SENT_SPLIT.split(raw.body) if s] if raw.body else []
+        #: start offsets of the body's sentences (plus a sentinel past the end)
+        self.bounds = [0] + [m.end() for m in _SENT_SPLIT.finditer(raw.body)] + [len(raw.body) + 1]
+        # (source, text) for short free-text fields: title and product types; the body is scanned whole
+        segs: list[tuple[str, str]] = [("title", raw.title)]
+        segs.extend((raw.type_source, t) for t in raw.types)
+        self.segments = segs
+
+    def sentence_of(self, pos: int) -> int:
+        """Index of the body sentence holding character ``pos``."""
+        return bisect_right(self.bounds, pos) - 1
+
+
+def _ev(attr: str, source: str, text: str) -> Evidence:
+    return Evidence(attribute=attr, source=source, text=text[:200])
+
+
+# --------------------------------------------------------------------------- roast
+_ROAST_AFTER = re.compile(
+    r"(?:[\s,&/]+(?:and\s+|or\s+)?\w+(?=[\s\-]))?[\s\-]*(?:style[\s\-]+)?(?:roast(?:ed|s)?|profile|level)\b"
+    r"|[\s\-]+(?:(?:cold\s+brew|espresso|filter|house)\s+)?blend\b",
+    re.I,
+)
+_ROAST_LABEL = re.compile(r"roast(?:ing)?\s*(?:profile|level)?\s*[:\-–]\s*$", re.I)
+_ROAST_BEFORE = re.compile(
+    r"(?:roast(?:ed|ing)?\s+(?:it\s+|this(?:\s+coffee)?\s+|them\s+|these\s+beans\s+)?(?:to\s+|at\s+)?"
+    r"(?:an?\s+|the\s+)?|roast\s*(?:profile|level)?\s*[:\-–]\s*)$",
+    re.I,
+)
+_ROAST_COMPARE = re.compile(r"(?:\bthan\s+(?:an?\s+|the\s+)?|\bas\s+\w+\s+as\s+(?:an?\s+|the\s+)?)$", re.I)
+_ROAST_USAGE_AFTER = re.compile(r"[\s\-]*roast\s+espresso\b", re.I)
+_ROAST_WORD = re.compile(r"\broast(?:ed)?\b|\b(?:profile|level)\b", re.I)
+
+
+def _roast_in_text(v: Vocab, text: str) -> list[tuple[str | None, str, int]]:
+    out: list[tuple[str | None, str, int]] = []
+    for start, end, matched, value in v.roast.finditer(text):
+        after = text[end : end + 40]
+        before = text[max(0, start - 40) : start]
+        follows = _ROAST_AFTER.match(after) is not None
+        label = _ROAST_LABEL.search(before) is not None
+        if key_of(matched) in v.roast_needs_word and not (follows or label):
+            continue
+        if not follows and not label and not _ROAST_BEFORE.search(before):
+            continue
+        if _ROAST_COMPARE.search(before) or _ROAST_USAGE_AFTER.match(after):
+            continue
+        out.append((value, matched, start))
+    return out
+
+
+def _roast_tag(v: Vocab, tag: str) -> str | bool | None:
+    """Level of a tag such as ``medium-roast`` / ``Roast: Dark``; False when the tag is not a roast tag."""
+    if "roast" not in tag.casefold():
+        return False
+    rest = _ROAST_WORD.sub(" ", tag)
+    rest = re.sub(r"[\s\-_:]+", " ", rest).strip()
+    if not rest:
+        return False
+    k = key_of(rest)
+    if k not in v.roast.table:
+        return False
+    level: str | None = v.roast.table[k]
+    return level
+
+
+def _roast(v: Vocab, c: _Ctx, a: Attributes) -> None:
+    found: list[tuple[str | None, str, str]] = []
+    for tag in c.tags:
+        lvl = _roast_tag(v, tag)
+        if lvl is not False:
+            found.append((lvl if isinstance(lvl, str) else None, "tags", tag))
+    for src, seg in c.segments:
+        found.extend((lvl, src, m) for lvl, m, _pos in _roast_in_text(v, seg))
+    by_sentence: dict[int, list[tuple[str | None, str]]] = {}
+    for lvl, m, pos in _roast_in_text(v, c.body):
+        by_sentence.setdefault(c.sentence_of(pos), []).append((lvl, m))
+    for hits in by_sentence.values():
+        if len({h[0] for h in hits if h[0] is not None}) > 1:
+            continue  # a sentence naming several levels compares or lists them ("light, medium or dark")
+        found.extend((lvl, c.body_source, m) for lvl, m in hits)
+    levels = {f[0] for f in found if f[0] is not None}
+    if len(levels) == 1:
+        a.roast_level = levels.pop()
+        a.evidence.extend(_ev("roast_level", s, m) for lvl, s, m in found if lvl == a.roast_level)
+    elif len(levels) > 1:
+        a.flags.append("conflict:roast_level")
+
+
+# --------------------------------------------------------------------------- process
+# blends and boxes of several coffees: components may differ in process
+_BLEND_WORD = re.compile(r"\b(?:blend(?:s|ed)?|trio|duo|sampler|assorted|gift\s+box|variety\s+pack)\b", re.I)
+_MULTI_PROCESS = re.compile(
+    r"\b(?:\d|two|three|four|five|multiple|different|distinct|various|several)\b[^.]{0,40}\bprocess", re.I
+)
+_BODY_BLEND = re.compile(r"\b(?:this|a|our)\s+(?:\w+\s+){0,2}blend\b")
+_CM_TITLE = re.compile(r"(?<![A-Za-z])CM(?![A-Za-z])")
+
+
+def _process_title_words(v: Vocab, text: str) -> list[tuple[str, str]]:
+    out = []
+    for w in _WORD.findall(text):
+        val = v.process_title_words.get(w.casefold())
+        if val and (val != "carbonic_maceration" or w == "CM"):
+            out.append((val, w))
+    return out
+
+
+def _process(v: Vocab, c: _Ctx, a: Attributes) -> None:
+    found: list[tuple[str, str, str]] = []
+    for src, seg in [*c.segments, (c.body_source, c.body)]:
+        for _s, _e, m, val in v.process.finditer(seg):
+            found.append((val, src, m))
+    for seg, src in [(c.title, "title"), *((t, c.type_source) for t in c.types)]:
+        found.extend((val, src, w) for val, w in _process_title_words(v, seg))
+    for tag in c.tags:
+        val = v.process.lookup(tag) or v.process_title_words.get(tag.casefold().strip())
+        if val:
+            found.append((val, "tags", tag))
+    if c.tags:  # process phrases inside longer tags ("Natural Process", "anaerobic-natural")
+        for _s, _e, m, val in v.process.finditer(" | ".join(t for t in c.tags if len(t) < 40)):
+            found.append((val, "tags", m))
+    if not found:
+        return
+    values = {f[0] for f in found}
+    base = values & v.process_base
+    special = values - v.process_base - {"other"}
+    is_blend = bool(_BLEND_WORD.search(c.title) or any(_BLEND_WORD.search(t) for t in c.types)) or (
+        "blend" in c.body_low and _BODY_BLEND.search(c.body_low) is not None
+    )
+    if is_blend:
+        base |= {val for val, _w in _process_title_words(v, c.body) if val in v.process_base}
+    if is_blend and not special and (len(base) > 1 or _MULTI_PROCESS.search(c.body)):
+        a.flags.append("mixed:process")
+        return
+    if not special and {"washed", "natural"} <= base and not base - {"washed", "natural"}:
+        a.flags.append("conflict:process")
+        return
+    for val in v.process_precedence:
+        if val in values:
+            a.process = val
+            a.evidence.extend(_ev("process", s, m) for pv, s, m in found if pv == val)
+            return
+
+
+# --------------------------------------------------------------------------- species / chicory
+_RATIO = re.compile(r"\b([1-9]\d)\s*(?:%\s*)?[:/\-]\s*([1-9]\d)\b")
+_CHICORY_AFTER = re.compile(r"\bchicory\D{0,12}?(\d{1,2})\s*%", re.I)
+_CHICORY_BEFORE = re.compile(r"(\d{1,2})\s*%\s*chicory\b", re.I)
+
+
+def _species(v: Vocab, c: _Ctx, a: Attributes) -> None:
+    found: list[tuple[str, str, str]] = []
+    for src, seg in [*c.segments, (c.body_source, c.body)]:
+        for _s, _e, m, val in v.species.finditer(seg):
+            found.append((val, src, m))
+    low = c.body_low
+    if ("arabica" in low or "robusta" in low) and _RATIO.search(low):
+        for sent in c.body_sentences:
+            sl = sent.lower()
+            if "chicory" in sl or not ("arabica" in sl or "robusta" in sl):
+                continue
+            for rm in _RATIO.finditer(sl):
+                if int(rm.group(1)) + int(rm.group(2)) == 100:
+                    found.append(("blend", c.body_source, rm.group(0)))
+    for tag in c.tags:
+        val = v.species.lookup(tag)
+        if val:
+            found.append((val, "tags", tag))
+    if not found:
+        return
+    values = {f[0] for f in found}
+    if "blend" in values or {"arabica", "robusta"} <= values:
+        rest = values - {"arabica", "robusta", "blend"}
+        if rest:
+            a.flags.append("conflict:species")
+            return
+        a.species = "blend"
+    elif len(values) == 1:
+        a.species = values.pop()
+    else:
+        a.flags.append("conflict:species")
+        return
+    a.evidence.extend(_ev("species", s, m) for _v, s, m in found)
+
+
+def _chicory(c: _Ctx, a: Attributes) -> None:
+    if "chicory" not in c.body_low and "chicory" not in c.title.lower():
+        return
+    for src, seg in [*c.segments, *((c.body_source, s) for s in c.body_sentences)]:
+        if "chicory" not in seg.casefold():
+            continue
+        cands = [(x.start(), int(x.group(1)), x.group(0)) for x in _CHICORY_AFTER.finditer(seg)]
+        cands += [(x.start(), int(x.group(1)), x.group(0)) for x in _CHICORY_BEFORE.finditer(seg)]
+        # FSS rules: a coffee-chicory mixture holds at most 49 % chicory
+        pcts = sorted(x for x in cands if 0 < x[1] < 50)
+        if pcts:
+            a.chicory_pct = pcts[0][1]
+            a.evidence.append(_ev("chicory_pct", src, pcts[0][2]))
+            return
+        rm = _RATIO.search(seg)
+        if rm and int(rm.group(1)) + int(rm.group(2)) == 100:
+            a.chicory_pct = min(int(rm.group(1)), int(rm.group(2)))
+            a.evidence.append(_ev("chicory_pct", src, rm.group(0)))
+            return
+
+
+# --------------------------------------------------------------------------- origin
+_ESTATE_SUFFIX = r"(?:Estates?|Coffee\s+Collective|Collective|Village|Coffee\s+Plantations)"
+_CAP = r"[A-Z][\w’'.\-]*"
+_ESTATE_RE = re.compile(rf"((?:{_CAP}\s+){{0,3}}{_CAP})\s+({_ESTATE_SUFFIX})\b")
+_ESTATE_STOP = frozenset(
+    {
+        "the", "our", "this", "a", "an", "from", "at", "in", "of", "single", "coffee", "and", "both", "each",
+        "its", "their", "his", "her", "with", "visit", "by", "for", "to", "is", "was", "on", "as", "new",
+        "old-world", "partner", "family", "same", "every", "another", "one", "two",
+    }
+)  # fmt: skip
+
+
+def _estate_name(words: str, suffix: str) -> str | None:
+    toks = words.split()
+    while toks and toks[0].casefold() in _ESTATE_STOP:
+        toks = toks[1:]
+    if not toks:
+        return None
+    name = " ".join(toks)
+    if suffix.startswith("Estate"):
+        return name
+    return f"{name} {' '.join(suffix.split())}"
+
+
+def _estates_in(v: Vocab, text: str) -> list[tuple[int, int, str]]:
+    """(start, end, estate) of estate mentions: '<Name> Estate/Collective/…' and listed estate names."""
+    out: list[tuple[int, int, str]] = []
+    if not any(w in text for w in ("Estate", "Collective", "Village", "Plantations")):
+        return out
+    for m in _ESTATE_RE.finditer(text):
+        name = _estate_name(m.group(1), m.group(2))
+        if name:
+            known = v.estates.lookup(name)
+            out.append((m.start(), m.end(), known or name))
+    out.sort()
+    return out
+
+
+def _estate(v: Vocab, c: _Ctx, a: Attributes) -> list[tuple[int, int]]:
+    """Fill estate; returns spans of estate mentions in the body (regions are not read from them)."""
+    body_hits = _estates_in(v, c.body)
+    title_hits = _estates_in(v, c.title)
+    if not title_hits:  # an estate the body names with "Estate" and the title names bare
+        tkey = f" {key_of(c.title)} "
+        low_title = " " + " ".join(w.casefold() for w in _WORD.findall(c.title)) + " "
+        for _s, _e, name in body_hits:
+            if f" {name.casefold()} " in low_title and tkey:
+                title_hits.append((0, 0, name))
+    spans = [(s, e) for s, e, _n in body_hits]
+    names = list(dict.fromkeys(n for _s, _e, n in title_hits))
+    source = "title"
+    if not names:
+        names = list(dict.fromkeys(n for _s, _e, n in body_hits))
+        source = c.body_source
+    if len(names) == 1:
+        a.estate = names[0]
+        a.evidence.append(_ev("estate", source, names[0]))
+    elif len(names) > 1:
+        a.flags.append("conflict:estate")
+    return spans
+
+
+_ADJ_NOUN = re.compile(
+    r"\s+(?:specialty\s+|speciality\s+|grown\s+)?(?:coffee|arabica|robusta|beans?|origin)", re.I
+)
+_ORIGIN_CUE = re.compile(
+    r"\b(?:from|origin|originating|grown|hails?|sourced|produced|cultivated|harvested|farm|region|estate|"
+    r"district|village|hills?|valley|in\s+the\s+heart\s+of)\b|[:,]\s*$",
+    re.I,
+)
+
+
+def _region_country(
+    v: Vocab, c: _Ctx, a: Attributes, estate_spans: list[tuple[int, int]], c_estates: list[str]
+) -> None:
+    regions: list[tuple[str, str, str]] = []
+    countries: list[tuple[str, str, str]] = []
+
+    def scan(src: str, text: str, spans: list[tuple[int, int]]) -> None:
+        body = src == c.body_source
+        hits = list(v.geo.finditer(text))
+        has_region = any(kind == "region" for _s, _e, _m, (kind, _v) in hits)
+        for s0, e0, m, (kind, val) in hits:
+            if kind == "region":
+                if not any(s0 >= os and e0 <= oe for os, oe in spans):
+                    regions.append((val, src, m))
+            elif kind == "country":
+                if not body or _ORIGIN_CUE.search(text[max(0, s0 - 45) : s0]):
+                    countries.append((val, src, m))
+            elif kind == "state":
+                if not body or has_region or _ORIGIN_CUE.search(text[max(0, s0 - 45) : s0]):
+                    countries.append((val, src, m))
+            elif kind == "adjective" and _ADJ_NOUN.match(text, e0):
+                countries.append((val, src, m))
+
+    title_spans = [(s, e) for s, e, _n in _estates_in(v, c.title)]
+    scan("title", c.title, title_spans)
+    if c.types:
+        scan(c.type_source, " | ".join(c.types), [])
+    if c.tags:
+        scan("tags", " | ".join(c.tags), [])
+    scan(c.body_source, c.body, estate_spans)
+
+    names = {r[0] for r in regions}
+    specific = {n for n in names if not v.region_info[n].broad} or names
+    ancestors: set[str] = set()
+    for n in specific:
+        p = v.region_info[n].parent
+        while p:
+            ancestors.add(p)
+            p = v.region_info[p].parent if p in v.region_info else None
+    leaves = specific - ancestors
+    if len(leaves) == 1:
+        a.region = leaves.pop()
+        a.evidence.extend(_ev("region", s, m) for n, s, m in regions if n == a.region)
+    elif len(leaves) > 1:
+        a.flags.append("conflict:region")
+    for n, s, m in regions:
+        code = v.region_info[n].country
+        if code:
+            countries.append((code, s, m))
+    for name in [a.estate, *c_estates]:
+        if name and v.estate_country.get(name):
+            countries.append((v.estate_country[name] or "", "estate", name))
+    codes = {cc[0] for cc in countries if cc[0]}
+    if len(codes) == 1:
+        a.country = codes.pop()
+        a.evidence.extend(_ev("country", s, m) for code, s, m in countries if code == a.country)
+    elif len(codes) > 1:
+        a.flags.append("conflict:country")
+
+
+# --------------------------------------------------------------------------- altitude
+_NUM = r"(\d{1,2}[,.]\d{3}|\d{3,4})"
+_UNIT = (
+    r"(m\.?\s*a\.?\s*s\.?\s*l\.?|masl|meters?|metres?|mtrs?|mts|m(?![a-z])|"
+    r"f(?:ee|oo)?t(?![a-z])|ft\.?)"
+)
+_ALT = re.compile(
+    rf"{_NUM}\s*{_UNIT}?(?:\s*(?:asl|a\.s\.l\.?|above\s+sea\s+level))?\s*(?:-|–|—|to)\s*{_NUM}\s*{_UNIT}"
+    rf"|{_NUM}\s*{_UNIT}",
+    re.I,
+)
+_FT = Decimal("0.3048")
+_ALT_HINT = re.compile(r"\d\s*(?:[mM]|[fF][tTeE]|asl|ASL)")
+
+
+def _to_m(num: str, unit: str | None) -> int:
+    n = Decimal(num.replace(",", "").replace(".", ""))
+    if unit and unit.casefold().startswith("f"):
+        n = n * _FT
+    return int(n.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def _altitude(c: _Ctx, a: Attributes) -> None:
+    for src, text in (("title", c.title), (c.body_source, c.body)):
+        if not _ALT_HINT.search(text):
+            continue
+        for m in _ALT.finditer(text):
+            if m.group(3) is not None:
+                unit = m.group(4) or m.group(2)
+                lo, hi = _to_m(m.group(1), unit), _to_m(m.group(3), unit)
+            else:
+                unit = m.group(6)
+                lo = hi = _to_m(m.group(5), unit)
+            if lo > hi:
+                lo, hi = hi, lo
+            if lo >= 300 and hi <= 3000:
+                a.altitude_m = Altitude(min=lo, max=hi)
+                a.evidence.append(_ev("altitude_m", src, m.group(0)))
+                return
+
+
+# --------------------------------------------------------------------------- varieties
+def _varieties(v: Vocab, c: _Ctx, a: Attributes) -> None:
+    out: list[str] = []
+    for src, text in (("title", c.title), (c.body_source, c.body)):
+        for _s, e, m, name in v.varieties.finditer(text):
+            nxt = _WORD.match(text, e + 1) if e < len(text) else None
+            if nxt and nxt.group(0).casefold() in v.variety_not_before:
+                continue
+            if name not in out:
+                out.append(name)
+                a.evidence.append(_ev("varieties", src, m))
+    a.varieties = out
+
+
+# --------------------------------------------------------------------------- tasting notes
+_NOTE_CUE = re.compile(
+    r"\b(?:notes?|tones?|overtones?|flavou?rs?|flavou?red|hints?|aromas?|aftertaste|finish(?:es|ing)?|"
+    r"tastes?|tasting|palate|reminiscent|layers?|layered|cup\s+profile|profile|undertones?|sweetness\s+of|"
+    r"bursting|expect|touch\s+of)\b"
+)  # matched on lower-cased text
+
+
+def _tasting_notes(v: Vocab, c: _Ctx, a: Attributes) -> None:
+    out: list[str] = []
+    body = c.body
+    hits = list(v.flavours.finditer(body)) if body else []
+    if hits:
+        # sentence spans, and whether each sentence is a tasting context
+        bounds = c.bounds
+        cues = [False] * len(bounds)
+        for cm in _NOTE_CUE.finditer(c.body_low):
+            cues[c.sentence_of(cm.start())] = True
+        for s, e, m, note in hits:
+            i = bisect_right(bounds, s) - 1
+            sent_start = bounds[i]
+            if note in v.flavour_list_only and not cues[i]:
+                continue
+            prev = body[max(sent_start, s - 12) : s].split()
+            if prev and prev[-1].casefold() in v.flavour_not_after:
+                continue
+            tail = body[e : e + 20].casefold().lstrip(" -")
+            if tail.startswith(v.flavour_not_before):
+                continue
+            if note in v.flavour_list_only and tail.startswith(("coffee", "were ", "are ", "was ", "is ")):
+                continue
+            if note not in out:
+                out.append(note)
+                a.evidence.append(_ev("tasting_notes", c.body_source, m))
+    for tag in c.tags:
+        t = tag.strip()
+        low = t.casefold()
+        for p in v.flavour_tag_prefixes:
+            if low.startswith(p):
+                t = t[len(p) :]
+                break
+        note = v.flavours.lookup(t)
+        if note and note not in out:
+            out.append(note)
+            a.evidence.append(_ev("tasting_notes", "tags", tag))
+    a.tasting_notes = out
+
+
+# --------------------------------------------------------------------------- decaf
+_DECAF = re.compile(
+    r"\b(?:decaf|decafe|decaffeinated|de-caffeinated|caffeine[\s\-]?free|swiss\s+water|mountain\s+water)\b",
+    re.I,
+)
+
+
+def _decaf(c: _Ctx, a: Attributes) -> None:
+    hay = " ".join([c.title, *c.tags, *c.types, c.body]).lower()
+    if not any(w in hay for w in ("decaf", "caffeine", "swiss water", "mountain water")):
+        return
+    for src, text in [
+        ("title", c.title),
+        *(("tags", t) for t in c.tags),
+        *((c.type_source, t) for t in c.types),
+        (c.body_source, c.body),
+    ]:
+        m = _DECAF.search(text)
+        if m:
+            a.decaf = True
+            a.evidence.append(_ev("decaf", src, m.group(0)))
+            return
+
+
+# --------------------------------------------------------------------------- name_clean
+_NC_SCORE = re.compile(r"\(?\s*\bSCA\s*(?:score\s*)?:?\s*\d{2}(?:\.\d+)?\s*\+?\s*\)?", re.I)
+_W_UNIT = r"(?:kgs?|g|gm|gms|grams?|gr|oz|lbs?|ml)"
+_NC_WEIGHT = re.compile(
+    rf"\(?\s*\b(?:\d+\s*[x×]\s*)?\d+(?:[.,]\d+)?\s*{_W_UNIT}\b(?:\s*[x×]\s*\d+\b)?\s*(?:each\s*)?\)?", re.I
+)
+_NC_PACK = re.compile(
+    r"\(?\s*\b(?:pack|set|box)\s+of\s+\d+\s*(?:\w+)?\s*\)?|\(\s*\d+\s*(?:packs?|pcs|pieces)\s*\)|\b\d+[\s\-]?pack\b",
+    re.I,
+)
+_NC_GRIND = re.compile(
+    r"(?:\s[-–—|/:]\s*|\(\s*)(?:whole\s+beans?|beans|"
+    r"(?:(?:coarse|medium|fine|extra\s+fine|coarsely|finely)\s+)?ground(?:\s+coffee)?|[\w ]{0,20}\bgrind)"
+    r"\s*\)?\s*$",
+    re.I,
+)
+_NC_TRIM = re.compile(r"^[\s\-–—|,/:+]+|[\s\-–—|,/:+(]+$")
+_NC_EMPTY_PARENS = re.compile(r"\(\s*\)")
+
+
+def name_clean(title: str) -> str:
+    """The title without pack sizes, weights, grind words, cupping scores and trailing separators."""
+    s = _NC_SCORE.sub(" ", title)
+    s = _NC_PACK.sub(" ", s)
+    stripped = _NC_WEIGHT.sub(" ", s)
+    if re.search(r"\w", stripped):
+        s = stripped
+    s = _NC_GRIND.sub(" ", s)
+    s = _NC_EMPTY_PARENS.sub(" ", s)
+    s = re.sub(r"\s+", " ", s)
+    s = _NC_TRIM.sub("", s)
+    return s if s else title.strip()
+
+
+# --------------------------------------------------------------------------- entry point
+def extract_attributes(raw: RawProduct, v: Vocab) -> Attributes:
+    """Every product attribute of a coffee product, with evidence and review flags."""
+    c = _Ctx(raw)
+    a = Attributes()
+    _roast(v, c, a)
+    _process(v, c, a)
+    _species(v, c, a)
+    _chicory(c, a)
+    spans = _estate(v, c, a)
+    all_estates = [n for _s, _e, n in _estates_in(v, c.title)] + [n for _s, _e, n in _estates_in(v, c.body)]
+    _region_country(v, c, a, spans, all_estates)
+    _altitude(c, a)
+    _varieties(v, c, a)
+    _tasting_notes(v, c, a)
+    _decaf(c, a)
+    return a

@@ -1,0 +1,125 @@
+"""HTML → clean text for the normalizer (selectolax/lexbor parse, entities decoded, blocks on new lines).
+
+No attribute logic lives here and nothing here regexes raw HTML.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+
+from selectolax.lexbor import LexborHTMLParser
+
+__all__ = ["MAX_TEXT", "clean_inline", "html_to_text"]
+
+#: inputs longer than this (characters) are cut before parsing: product pages are never this long
+MAX_TEXT = 200_000
+
+_BLOCK_TAGS = frozenset(
+    {
+        "p",
+        "div",
+        "br",
+        "li",
+        "ul",
+        "ol",
+        "tr",
+        "td",
+        "th",
+        "table",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "section",
+        "article",
+        "header",
+        "footer",
+        "blockquote",
+        "pre",
+        "hr",
+        "dt",
+        "dd",
+        "dl",
+        "figure",
+        "figcaption",
+        "summary",
+        "details",
+    }
+)
+_SKIP_TAGS = frozenset({"script", "style", "noscript", "template", "iframe", "svg", "head"})
+_WS = re.compile(r"[ \t\r\f\v\u00a0\u2009\u200a\u200b\u202f\u3000]+")
+_NL = re.compile(r"\s*\n\s*")
+
+
+_INLINE_CACHE: dict[str, str] = {}
+_INLINE_CACHE_MAX = 20_000
+
+
+def clean_inline(value: object) -> str:
+    """A short plain-text field (title, tag, option value): entities decoded, whitespace collapsed."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and len(value) <= 200:
+        hit = _INLINE_CACHE.get(value)
+        if hit is None:
+            hit = _clean_inline(value)
+            if len(_INLINE_CACHE) >= _INLINE_CACHE_MAX:
+                _INLINE_CACHE.clear()
+            _INLINE_CACHE[value] = hit
+        return hit
+    return _clean_inline(value)
+
+
+def _clean_inline(value: object) -> str:
+    if not isinstance(value, str):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = str(value)
+        else:
+            return ""
+    text = value[:MAX_TEXT]
+    if "&" in text:
+        text = html.unescape(text)
+    if "<" in text and ">" in text:
+        text = html_to_text(text).replace("\n", " ")
+    return _WS.sub(" ", text).strip()
+
+
+def html_to_text(value: object) -> str:
+    """Visible text of an HTML fragment; block elements start new lines; whitespace collapsed."""
+    if not isinstance(value, str) or not value:
+        return ""
+    src = value[:MAX_TEXT]
+    if "<" not in src:
+        return _normalize_ws(html.unescape(src) if "&" in src else src)
+    try:
+        tree = LexborHTMLParser(src)
+    except Exception:  # lexbor refuses some pathological inputs; fall back to the text as-is
+        return _normalize_ws(html.unescape(src))
+    root = tree.body or tree.root
+    if root is None:
+        return ""
+    parts: list[str] = []
+    for node in root.traverse(include_text=True):
+        tag = node.tag
+        if tag == "-text":
+            parent = node.parent
+            if parent is not None and parent.tag in _SKIP_TAGS:
+                continue
+            text = node.text_content
+            if text:
+                parts.append(text)
+        elif tag in _BLOCK_TAGS:
+            parts.append("\n")
+    text = "".join(parts)
+    if "&" in text:  # lexbor decodes entities; double-encoded ones ("&amp;#8211;") get a second pass
+        text = html.unescape(text)
+    return _normalize_ws(text)
+
+
+def _normalize_ws(text: str) -> str:
+    text = _WS.sub(" ", text)
+    text = _NL.sub("\n", text)
+    return text.strip()

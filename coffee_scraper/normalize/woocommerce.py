@@ -1,0 +1,153 @@
+"""WooCommerce Store API product → platform-neutral RawProduct.
+
+Field decisions are elsewhere (attributes.py, variants.py); this only reads the platform shape.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .intermediate import RawProduct, RawVariant
+from .money import rescale_minor
+from .text import clean_inline, html_to_text
+
+__all__ = ["woo_currency", "woo_to_raw"]
+
+
+def _s(value: object) -> str:
+    if isinstance(value, bool) or value is None:
+        return ""
+    if isinstance(value, (str, int)):
+        return str(value)
+    return ""
+
+
+def _names(value: object) -> list[str]:
+    if not isinstance(value, list):
+        return []
+    out = []
+    for item in value[:500]:
+        name = clean_inline(item.get("name")) if isinstance(item, dict) else clean_inline(item)
+        if name:
+            out.append(name)
+    return out
+
+
+def woo_currency(p: dict[str, Any]) -> str | None:
+    prices = p.get("prices")
+    if isinstance(prices, dict):
+        code = prices.get("currency_code")
+        if isinstance(code, str) and code.strip():
+            return code.strip().upper()[:8]
+    return None
+
+
+def woo_to_raw(p: dict[str, Any], fallback_currency: str | None) -> RawProduct:
+    """Read one WooCommerce Store API product (already checked to be a dict)."""
+    flags: list[str] = []
+    currency = woo_currency(p) or (fallback_currency or "").upper()
+    if not currency:
+        flags.append("currency_missing")
+        currency = "XXX"
+    prices = p.get("prices") if isinstance(p.get("prices"), dict) else {}
+    assert isinstance(prices, dict)
+    mu = prices.get("currency_minor_unit")
+    price = rescale_minor(prices.get("price"), mu, currency)
+    if price is None:
+        flags.append("price_unparsed")
+        price = 0
+    regular = rescale_minor(prices.get("regular_price"), mu, currency)
+    compare = regular if regular is not None and regular > price else None
+    in_stock = p.get("is_in_stock") is True
+
+    # attribute name -> (slug -> term name)
+    terms: dict[str, dict[str, str]] = {}
+    options: list[tuple[str, list[str]]] = []
+    extra_lines: list[str] = []  # attributes that are facts, not choices ("Roast : Dark")
+    attrs = p.get("attributes")
+    if isinstance(attrs, list):
+        for at in attrs[:50]:
+            if not isinstance(at, dict):
+                continue
+            name = clean_inline(at.get("name"))
+            tmap: dict[str, str] = {}
+            tl = at.get("terms")
+            if isinstance(tl, list):
+                for t in tl[:1000]:
+                    if isinstance(t, dict):
+                        slug = _s(t.get("slug"))
+                        tname = clean_inline(t.get("name"))
+                        if slug:
+                            tmap[slug] = tname or slug
+            terms[name.casefold()] = tmap
+            if at.get("has_variations") is False:
+                extra_lines.append(f"{name} : {', '.join(tmap.values())}")
+            else:
+                options.append((name, list(tmap.values())))
+
+    variants: list[RawVariant] = []
+    seen: dict[tuple[str, str], tuple[str, str]] = {}  # (attribute name, slug) → (name, term name)
+    vars_ = p.get("variations")
+    if isinstance(vars_, list) and vars_:
+        if prices.get("price_range"):
+            flags.append("variation_price_from_parent_range")
+        for i, var in enumerate(vars_):
+            if not isinstance(var, dict):
+                continue
+            opts: list[tuple[str, str]] = []
+            vattrs = var.get("attributes")
+            if isinstance(vattrs, list):
+                for va in vattrs[:20]:
+                    if not isinstance(va, dict):
+                        continue
+                    rn, rv = va.get("name"), va.get("value")
+                    ck = (rn, rv) if isinstance(rn, str) and isinstance(rv, str) else None
+                    pair = seen.get(ck) if ck else None
+                    if pair is None:
+                        aname = clean_inline(rn)
+                        slug = _s(rv)
+                        pair = (aname, terms.get(aname.casefold(), {}).get(slug) or clean_inline(slug))
+                        if ck:
+                            seen[ck] = pair
+                    opts.append(pair)
+            title = " / ".join(v for _n, v in opts if v) or "Default Title"
+            variants.append(
+                RawVariant(
+                    id=_s(var.get("id")) or f"{_s(p.get('id'))}:{i}",
+                    title=title,
+                    options=opts,
+                    price_minor=price,
+                    compare_at_minor=compare,
+                    in_stock=in_stock,
+                )
+            )
+    if not variants:
+        variants.append(
+            RawVariant(
+                id=_s(p.get("id")),
+                title="Default Title",
+                options=[],
+                price_minor=price,
+                compare_at_minor=compare,
+                in_stock=in_stock,
+            )
+        )
+    short = html_to_text(p.get("short_description"))
+    long_ = html_to_text(p.get("description"))
+    body = short if not long_ else long_ if not short or short in long_ else f"{short}\n{long_}"
+    if extra_lines:
+        body = "\n".join([body, *extra_lines]) if body else "\n".join(extra_lines)
+    return RawProduct(
+        platform="woocommerce",
+        product_id=_s(p.get("id")),
+        title=clean_inline(p.get("name")),
+        body=body,
+        body_source="description",
+        tags=_names(p.get("tags")),
+        types=_names(p.get("categories")),
+        type_source="categories",
+        options=options,
+        variants=variants,
+        currency=currency,
+        flags=flags,
+    )
