@@ -30,14 +30,24 @@ def main() -> None:
     a = p.parse_args()
     per_shop = a.per_page * (a.pages - 1) + a.per_page // 2  # last page short → exactly `pages` catalog pages
     shops = [
-        DemoShop(name=f"s{i}", platform="shopify", products=make_shopify_products(per_shop, seed=i, id_base=i * 10**6),
-                 latency_s=a.latency)
+        DemoShop(
+            name=f"s{i}",
+            platform="shopify",
+            products=make_shopify_products(per_shop, seed=i, id_base=i * 10**6),
+            latency_s=a.latency,
+        )
         for i in range(a.shops)
-    ]  # fmt: skip
+    ]
     with tempfile.TemporaryDirectory() as tmp, DemoServer(shops) as server:
         url = f"sqlite:///{Path(tmp) / 'crawl.db'}"
-        settings = Settings(database_url=url, allow_private_addresses=True, request_delay_s=a.delay,
-                            request_jitter_s=0.0, shopify_page_limit=a.per_page, global_concurrency=a.shops)  # fmt: skip
+        settings = Settings(
+            database_url=url,
+            allow_private_addresses=True,
+            request_delay_s=a.delay,
+            request_jitter_s=0.0,
+            shopify_page_limit=a.per_page,
+            global_concurrency=a.shops,
+        )
         db.upgrade(url)
         engine = db.make_engine(url)
         factory = db.session_factory(engine)

@@ -32,12 +32,21 @@ def main() -> None:
         with db.session_scope(db.session_factory(engine)) as session:
             service.add_roaster(session, "big", server.url("big"), platform="shopify", currency="INR")
         engine.dispose()
-        env = {**os.environ, "COFFEE_SCRAPER_DATABASE_URL": url, "COFFEE_SCRAPER_ALLOW_PRIVATE_ADDRESSES": "true",
-               "COFFEE_SCRAPER_REQUEST_DELAY_S": "0", "COFFEE_SCRAPER_REQUEST_JITTER_S": "0",
-               "COFFEE_SCRAPER_LOG_DIR": str(Path(tmp) / "logs")}  # fmt: skip
+        env = {
+            **os.environ,
+            "COFFEE_SCRAPER_DATABASE_URL": url,
+            "COFFEE_SCRAPER_ALLOW_PRIVATE_ADDRESSES": "true",
+            "COFFEE_SCRAPER_REQUEST_DELAY_S": "0",
+            "COFFEE_SCRAPER_REQUEST_JITTER_S": "0",
+            "COFFEE_SCRAPER_LOG_DIR": str(Path(tmp) / "logs"),
+        }
         t0 = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "coffee_scraper.cli", "scrape", "--json"], env=env,
-                              capture_output=True, text=True)  # fmt: skip
+        proc = subprocess.run(
+            [sys.executable, "-m", "coffee_scraper.cli", "scrape", "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         wall = time.perf_counter() - t0
         if proc.returncode != 0:
             print(proc.stdout[-2000:], proc.stderr[-2000:])

@@ -32,8 +32,16 @@ def one(url: str, n: int) -> tuple[float, float]:
         with db.session_scope(factory) as session:
             run = service.start_run(session, service.get_roaster(session, "bench"), "full", service.utcnow())
             run_id = run.id
-        proc = PageProcessor(factory, settings, roaster_id=rid, run_id=run_id, platform="shopify", currency="INR",
-                             mode="full", now=service.utcnow)  # fmt: skip
+        proc = PageProcessor(
+            factory,
+            settings,
+            roaster_id=rid,
+            run_id=run_id,
+            platform="shopify",
+            currency="INR",
+            mode="full",
+            now=service.utcnow,
+        )
         with Timer() as t:
             for start in range(0, n, 250):
                 proc.process(start // 250 + 1, products[start : start + 250], lambda _s: None)

@@ -36,15 +36,18 @@ app = typer.Typer(
 )
 roasters_app = typer.Typer(help="Add, list and import the roasters (shops) to scrape.", no_args_is_help=True)
 coffees_app = typer.Typer(help="Query the catalog.", no_args_is_help=True)
-runs_app = typer.Typer(help="Look at scrape runs: status, counters, errors, quarantined products.", no_args_is_help=True)
+runs_app = typer.Typer(
+    help="Look at scrape runs: status, counters, errors, quarantined products.", no_args_is_help=True
+)
 db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
 app.add_typer(roasters_app, name="roasters")
 app.add_typer(coffees_app, name="coffees")
 app.add_typer(runs_app, name="runs")
 app.add_typer(db_app, name="db")
 
-out = Console()
-err = Console(stderr=True)
+# Not a terminal (pipes, CI logs): wide lines rather than tables squeezed into 80 columns.
+out = Console() if sys.stdout.isatty() else Console(width=200)
+err = Console(stderr=True) if sys.stderr.isatty() else Console(stderr=True, width=200)
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")]
 
 
@@ -65,7 +68,7 @@ def settings() -> Settings:
 def database(upgrade: bool = True) -> Iterator[sessionmaker[Session]]:
     """A session factory on the configured database, migrated to the newest schema first."""
     s = settings()
-    configure_logging(s)
+    configure_logging(s, console_level="ERROR")  # the summary says it all; the log files keep the rest
     try:
         if upgrade:
             db.upgrade(s.database_url)
@@ -166,9 +169,13 @@ def roasters_list(as_json: JsonOpt = False) -> None:
     table = Table("name", "url", "platform", "active", "circuit", "last success")
     for r in rows:
         table.add_row(
-            r["name"], r["base_url"], r["platform"], "yes" if r["active"] else "paused",
-            r["circuit_state"], str(r["last_success_at"] or "never"),
-        )  # fmt: skip
+            r["name"],
+            r["base_url"],
+            r["platform"],
+            "yes" if r["active"] else "paused",
+            r["circuit_state"],
+            str(r["last_success_at"] or "never"),
+        )
     out.print(table)
 
 
@@ -227,34 +234,54 @@ def roasters_import(
 
 
 def _print_reports(reports: list[RunReport], as_json: bool) -> int:
+    """A summary table, then one paragraph per roaster that did not finish cleanly. Returns the exit code."""
     if as_json:
         _print_json([{**r.__dict__} for r in reports])
     else:
-        table = Table("roaster", "status", "pages", "seen", "new", "updated", "unchanged", "quarantined", "missing",
-                      "price rows", "problem")  # fmt: skip
+        table = Table(
+            "roaster",
+            "status",
+            "pages",
+            "seen",
+            "new",
+            "updated",
+            "unchanged",
+            "quarantined",
+            "missing",
+            "price rows",
+        )
         for r in reports:
             colour = {"ok": "green", "partial": "yellow"}.get(r.status, "red")
-            problem = ""
-            if r.errors:
-                first = next((e for e in r.errors if e["kind"] != "quarantined"), r.errors[0])
-                problem = f"{first['kind']}: {first['message']}"
-                if first.get("hint"):
-                    problem += f" → {first['hint']}"
             table.add_row(
-                r.roaster, f"[{colour}]{r.status}[/]", str(r.pages), str(r.products_seen), str(r.new),
-                str(r.updated), str(r.unchanged), str(r.quarantined), str(r.missing), str(r.price_changes), problem,
-            )  # fmt: skip
+                r.roaster,
+                f"[{colour}]{r.status}[/]",
+                str(r.pages),
+                str(r.products_seen),
+                str(r.new),
+                str(r.updated),
+                str(r.unchanged),
+                str(r.quarantined),
+                str(r.missing),
+                str(r.price_changes),
+            )
         out.print(table)
-        failed = [r for r in reports if r.status in {"fail", "partial"}]
-        if failed:
-            out.print(f"{len(failed)} of {len(reports)} roasters did not finish cleanly; "
-                      "`coffee-scraper runs show RUN_ID` has the details.")  # fmt: skip
+        troubled = [r for r in reports if r.status != "ok"]
+        for r in troubled:
+            first = next((e for e in r.errors if e["kind"] != "quarantined"), r.errors[0] if r.errors else None)
+            out.print(f"[bold]{r.roaster}[/] (run {r.run_id}): {r.status}", highlight=False)
+            if first:
+                out.print(f"  {first['kind']}: {first['message']}", highlight=False, markup=False)
+                if first.get("hint"):
+                    out.print(f"  → {first['hint']}", highlight=False, markup=False)
+        if troubled:
+            out.print(
+                f"{len(troubled)} of {len(reports)} roasters did not finish cleanly; "
+                "`coffee-scraper runs show RUN_ID` has every error."
+            )
     return 1 if any(r.status == "fail" for r in reports) else 0
 
 
-def scrape_roasters(
-    names: list[str] | None, mode: str, *, as_json: bool, s: Settings | None = None
-) -> list[RunReport]:
+def scrape_roasters(names: list[str] | None, mode: str, *, as_json: bool, s: Settings | None = None) -> list[RunReport]:
     s = s or settings()
     with database() as factory:
         with factory() as session:
@@ -272,9 +299,12 @@ def scrape_roasters(
         log.info("scrape_start", roasters=len(selected), mode=mode)
         if sys.stderr.isatty() and not as_json:
             with Progress(
-                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
                 console=err,
-            ) as bar:  # fmt: skip
+            ) as bar:
                 tasks = {n: bar.add_task(n, total=None) for n in selected}
 
                 def progress(name: str, done: int, total: int | None) -> None:
@@ -295,7 +325,9 @@ def scrape_roasters(
 
 @app.command()
 def scrape(
-    roaster: Annotated[list[str] | None, typer.Option("--roaster", "-r", help="Only these roasters (repeatable).")] = None,
+    roaster: Annotated[
+        list[str] | None, typer.Option("--roaster", "-r", help="Only these roasters (repeatable).")
+    ] = None,
     mode: Annotated[str, typer.Option(help="full (everything) or price (prices and availability only).")] = "full",
     as_json: JsonOpt = False,
 ) -> None:
@@ -307,7 +339,10 @@ def scrape(
 
 
 @app.command()
-def replay(run_id: Annotated[int, typer.Argument(help="The run whose stored pages to re-normalize.")], as_json: JsonOpt = False) -> None:
+def replay(
+    run_id: Annotated[int, typer.Argument(help="The run whose stored pages to re-normalize.")],
+    as_json: JsonOpt = False,
+) -> None:
     """Re-normalize a run's stored raw pages into the catalog (no network)."""
     with database() as factory:
         report = replay_run(run_id, settings=settings(), factory=factory)
@@ -378,10 +413,23 @@ def _coffee_row(c: Coffee, *, full: bool = False) -> dict[str, Any]:
             evidence=c.evidence,
             review_flags=c.review_flags,
             variants=[
-                {k: getattr(v, k) for k in ("platform_variant_id", "title", "weight_g", "pack_count", "grind",
-                                             "price_minor", "compare_at_minor", "currency", "in_stock", "status")}
+                {
+                    k: getattr(v, k)
+                    for k in (
+                        "platform_variant_id",
+                        "title",
+                        "weight_g",
+                        "pack_count",
+                        "grind",
+                        "price_minor",
+                        "compare_at_minor",
+                        "currency",
+                        "in_stock",
+                        "status",
+                    )
+                }
                 for v in c.variants
-            ],  # fmt: skip
+            ],
         )
     return row
 
@@ -407,11 +455,18 @@ def coffees_list(
 ) -> None:
     """Query the catalog with filters."""
     stmt = service.coffees_query(
-        roaster=roaster, roast=roast, process=process, country=country, region=region, search=search,
-        coffee_only=not all_products, include_missing=all_products, in_stock=in_stock,
+        roaster=roaster,
+        roast=roast,
+        process=process,
+        country=country,
+        region=region,
+        search=search,
+        coffee_only=not all_products,
+        include_missing=all_products,
+        in_stock=in_stock,
         min_price_minor=round(min_price * 100) if min_price is not None else None,
         max_price_minor=round(max_price * 100) if max_price is not None else None,
-    ).limit(limit)  # fmt: skip
+    ).limit(limit)
     with database() as factory, factory() as session:
         rows = [_coffee_row(c) for c in session.scalars(stmt)]
     if as_json:
@@ -420,14 +475,24 @@ def coffees_list(
     table = Table("id", "roaster", "coffee", "roast", "process", "origin", "from", "stock")
     for r in rows:
         origin = ", ".join(x for x in (r["region"], r["country"]) if x)
-        table.add_row(str(r["id"]), r["roaster"], r["name"], r["roast_level"] or "", r["process"] or "", origin,
-                      _money(r["from_price_minor"], r["currency"]), "yes" if r["in_stock"] else "no")  # fmt: skip
+        table.add_row(
+            str(r["id"]),
+            r["roaster"],
+            r["name"],
+            r["roast_level"] or "",
+            r["process"] or "",
+            origin,
+            _money(r["from_price_minor"], r["currency"]),
+            "yes" if r["in_stock"] else "no",
+        )
     out.print(table)
     out.print(f"{len(rows)} coffees")
 
 
 @coffees_app.command("show")
-def coffees_show(coffee_id: Annotated[int, typer.Argument(help="Coffee id from `coffees list`.")], as_json: JsonOpt = False) -> None:
+def coffees_show(
+    coffee_id: Annotated[int, typer.Argument(help="Coffee id from `coffees list`.")], as_json: JsonOpt = False
+) -> None:
     """One coffee with its attributes, evidence, variants and price history."""
     with database() as factory, factory() as session:
         coffee = session.get(Coffee, coffee_id)
@@ -435,21 +500,48 @@ def coffees_show(coffee_id: Annotated[int, typer.Argument(help="Coffee id from `
             raise fail(f"no coffee with id {coffee_id}; `coffee-scraper coffees list` shows ids")
         row = _coffee_row(coffee, full=True)
         row["price_history"] = [
-            {"variant_id": p.variant_id, "observed_at": p.observed_at, "price_minor": p.price_minor,
-             "compare_at_minor": p.compare_at_minor, "in_stock": p.in_stock, "currency": p.currency}
+            {
+                "variant_id": p.variant_id,
+                "observed_at": p.observed_at,
+                "price_minor": p.price_minor,
+                "compare_at_minor": p.compare_at_minor,
+                "in_stock": p.in_stock,
+                "currency": p.currency,
+            }
             for p in service.price_history(session, coffee_id)
-        ]  # fmt: skip
+        ]
     if as_json:
         _print_json(row)
         return
-    for key in ("name", "title", "roaster", "roast_level", "process", "species", "country", "region", "estate",
-                "altitude_m", "varieties", "tasting_notes", "decaf", "chicory_pct", "review_flags"):  # fmt: skip
+    for key in (
+        "name",
+        "title",
+        "roaster",
+        "roast_level",
+        "process",
+        "species",
+        "country",
+        "region",
+        "estate",
+        "altitude_m",
+        "varieties",
+        "tasting_notes",
+        "decaf",
+        "chicory_pct",
+        "review_flags",
+    ):
         out.print(f"[bold]{key}[/]: {row[key]}", highlight=False, markup=True)
     table = Table("variant", "weight g", "packs", "grind", "price", "compare at", "stock")
     for v in row["variants"]:
-        table.add_row(v["title"], str(v["weight_g"] or ""), str(v["pack_count"]), v["grind"] or "",
-                      _money(v["price_minor"], v["currency"]), _money(v["compare_at_minor"], v["currency"]),
-                      "yes" if v["in_stock"] else "no")  # fmt: skip
+        table.add_row(
+            v["title"],
+            str(v["weight_g"] or ""),
+            str(v["pack_count"]),
+            v["grind"] or "",
+            _money(v["price_minor"], v["currency"]),
+            _money(v["compare_at_minor"], v["currency"]),
+            "yes" if v["in_stock"] else "no",
+        )
     out.print(table)
     out.print(f"{len(row['price_history'])} price observations")
 
@@ -459,12 +551,23 @@ def coffees_show(coffee_id: Annotated[int, typer.Argument(help="Coffee id from `
 
 def _run_row(run: ScrapeRun, roaster: str) -> dict[str, Any]:
     return {
-        "id": run.id, "roaster": roaster, "mode": run.mode, "status": run.status, "platform": run.platform,
-        "started_at": run.started_at, "finished_at": run.finished_at, "pages": run.pages_fetched,
-        "products_seen": run.products_seen, "new": run.products_new, "updated": run.products_updated,
-        "unchanged": run.products_unchanged, "quarantined": run.products_quarantined,
-        "missing": run.products_missing, "price_changes": run.price_changes, "error_summary": run.error_summary,
-    }  # fmt: skip
+        "id": run.id,
+        "roaster": roaster,
+        "mode": run.mode,
+        "status": run.status,
+        "platform": run.platform,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+        "pages": run.pages_fetched,
+        "products_seen": run.products_seen,
+        "new": run.products_new,
+        "updated": run.products_updated,
+        "unchanged": run.products_unchanged,
+        "quarantined": run.products_quarantined,
+        "missing": run.products_missing,
+        "price_changes": run.price_changes,
+        "error_summary": run.error_summary,
+    }
 
 
 @runs_app.command("list")
@@ -484,13 +587,24 @@ def runs_list(
         return
     table = Table("id", "roaster", "mode", "status", "started", "pages", "seen", "quarantined", "problem")
     for r in rows:
-        table.add_row(str(r["id"]), r["roaster"], r["mode"], r["status"], str(r["started_at"])[:19], str(r["pages"]),
-                      str(r["products_seen"]), str(r["quarantined"]), r["error_summary"] or "")  # fmt: skip
+        table.add_row(
+            str(r["id"]),
+            r["roaster"],
+            r["mode"],
+            r["status"],
+            str(r["started_at"])[:19],
+            str(r["pages"]),
+            str(r["products_seen"]),
+            str(r["quarantined"]),
+            r["error_summary"] or "",
+        )
     out.print(table)
 
 
 @runs_app.command("show")
-def runs_show(run_id: Annotated[int, typer.Argument(help="Run id from `runs list`.")], as_json: JsonOpt = False) -> None:
+def runs_show(
+    run_id: Annotated[int, typer.Argument(help="Run id from `runs list`.")], as_json: JsonOpt = False
+) -> None:
     """One run: counters, every recorded error and the quarantined products with reasons."""
     with database() as factory, factory() as session:
         run = session.get(ScrapeRun, run_id)

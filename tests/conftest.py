@@ -66,10 +66,30 @@ def _throwaway_cluster() -> Iterator[str | None]:
         subprocess.run([*as_pg, str(bin_dir / cmd[0]), *cmd[1:]], check=True, capture_output=True)
 
     try:
-        run("initdb", "-D", data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync")
-        run("pg_ctl", "-D", data, "-l", f"{tmp}/log", "-w", "start", "-o",
+        run(
+            "initdb",
+            "-D",
+            data,
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+            "--no-sync",
+        )
+        run(
+            "pg_ctl",
+            "-D",
+            data,
+            "-l",
+            f"{tmp}/log",
+            "-w",
+            "start",
+            "-o",
             f"-c listen_addresses=127.0.0.1 -p {port} -k {tmp} -c fsync=off -c synchronous_commit=off "
-            "-c full_page_writes=off -c max_connections=200")  # fmt: skip
+            "-c full_page_writes=off -c max_connections=200",
+        )
     except (subprocess.CalledProcessError, OSError):
         shutil.rmtree(tmp, ignore_errors=True)
         yield None
@@ -77,8 +97,10 @@ def _throwaway_cluster() -> Iterator[str | None]:
     try:
         yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
     finally:
-        subprocess.run([*as_pg, str(bin_dir / "pg_ctl"), "-D", data, "-m", "immediate", "-w", "stop"],
-                       capture_output=True)  # fmt: skip
+        subprocess.run(
+            [*as_pg, str(bin_dir / "pg_ctl"), "-D", data, "-m", "immediate", "-w", "stop"],
+            capture_output=True,
+        )
         shutil.rmtree(tmp, ignore_errors=True)
 
 

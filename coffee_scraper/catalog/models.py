@@ -6,7 +6,7 @@ Only table definitions live here; every query and upsert is in ``catalog/service
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -62,7 +62,7 @@ def utcnow() -> datetime:
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
-    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON, list[Any]: JSON}
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UTCDateTime, dict[str, Any]: JSON, list[Any]: JSON}
 
 
 class Roaster(Base):
@@ -90,6 +90,7 @@ class Roaster(Base):
     circuit_opened_at: Mapped[datetime | None] = mapped_column(default=None)
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
     consecutive_failed_runs: Mapped[int] = mapped_column(Integer, default=0)
+    fetch_state: Mapped[dict[str, Any]] = mapped_column(default=dict)  # fetcher notes (last robots error, …)
     last_run_at: Mapped[datetime | None] = mapped_column(default=None)
     last_success_at: Mapped[datetime | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -239,9 +240,7 @@ class QuarantinedProduct(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("scrape_runs.id", ondelete="CASCADE"), index=True)
     roaster_id: Mapped[int] = mapped_column(ForeignKey("roasters.id", ondelete="CASCADE"))
-    artifact_id: Mapped[int | None] = mapped_column(
-        ForeignKey("raw_artifacts.id", ondelete="SET NULL"), default=None
-    )
+    artifact_id: Mapped[int | None] = mapped_column(ForeignKey("raw_artifacts.id", ondelete="SET NULL"), default=None)
     platform_product_id: Mapped[str | None] = mapped_column(String(64), default=None)
     reason: Mapped[str] = mapped_column(Text)
     raw: Mapped[dict[str, Any]] = mapped_column(default=dict)

@@ -97,6 +97,7 @@ def shop_state(roaster: Roaster) -> ShopState:
         robots_txt=roaster.robots_txt,
         robots_status=roaster.robots_status,
         robots_fetched_at=roaster.robots_fetched_at,
+        extra=dict(roaster.fetch_state or {}),
     )
 
 
@@ -107,6 +108,7 @@ def save_shop_state(roaster: Roaster, state: ShopState) -> None:
     roaster.robots_txt = state.robots_txt
     roaster.robots_status = state.robots_status
     roaster.robots_fetched_at = state.robots_fetched_at
+    roaster.fetch_state = {k: v for k, v in state.extra.items() if isinstance(v, str | int | float | bool)}
 
 
 # --- runs ---------------------------------------------------------------------------------------
@@ -398,9 +400,7 @@ def mark_missing(session: Session, *, roaster_id: int, seen_ids: Iterable[str], 
     """Products of the roaster not seen in a complete listing become 'missing' (never deleted)."""
     seen = set(seen_ids)
     count = 0
-    for coffee in session.scalars(
-        select(Coffee).where(Coffee.roaster_id == roaster_id, Coffee.status == "active")
-    ):
+    for coffee in session.scalars(select(Coffee).where(Coffee.roaster_id == roaster_id, Coffee.status == "active")):
         if coffee.platform_product_id not in seen:
             coffee.status = "missing"
             coffee.missing_since = now

@@ -17,7 +17,7 @@ config = context.config
 target_metadata = Base.metadata
 
 
-def include_name(name: str | None, type_: str, parents: dict[str, Any]) -> bool:
+def include_name(name: str | None, type_: Any, parents: Any) -> bool:
     return not (type_ == "table" and name is not None and name.startswith("procrastinate_"))
 
 

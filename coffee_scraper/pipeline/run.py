@@ -22,8 +22,8 @@ from coffee_scraper.normalize import content_hash, normalize_product
 from coffee_scraper.normalize.models import NormalizeResult
 from coffee_scraper.pipeline.validate import product_id_of, validate_product
 from coffee_scraper.settings import Settings
-from coffee_scraper.storefronts import Fetcher, Shop, detect_platform, iter_catalog, shop_currency
-from coffee_scraper.storefronts.types import CatalogPage, FetchError, RobotsDisallowed
+from coffee_scraper.storefronts import Fetcher, detect_platform, iter_catalog, shop_currency
+from coffee_scraper.storefronts.types import CatalogPage, FetchError
 
 Mode = Literal["full", "price"]
 ProgressFn = Callable[[str, int, int | None], None]  # (roaster name, pages done, total pages or None)
@@ -115,11 +115,14 @@ class PageProcessor:
                     reason = f"duplicate product id {pid} (already seen earlier in this run); kept the first"
                 if reason is not None:
                     service.quarantine(
-                        session, run=run, artifact_id=artifact_id, platform_product_id=pid, reason=reason, raw=raw
+                        session,
+                        run=run,
+                        artifact_id=artifact_id,
+                        platform_product_id=pid,
+                        reason=reason,
+                        raw=raw,
                     )
-                    self.report_errors.append(
-                        _error("quarantined", f"product {pid or '?'} on page {number}: {reason}")
-                    )
+                    self.report_errors.append(_error("quarantined", f"product {pid or '?'} on page {number}: {reason}"))
                     continue
                 try:
                     result = normalize_product(raw, self.platform, self.currency)  # type: ignore[arg-type]
@@ -192,7 +195,7 @@ async def run_roaster(
             platform = await detect_platform(shop)
         report.platform = platform
         if platform == "shopify" and not currency:
-            currency = await shop_currency(shop, platform)
+            currency = await shop_currency(shop, "shopify")
             if not currency:
                 currency = settings.default_currency
                 report.errors.append(
@@ -218,10 +221,9 @@ async def run_roaster(
             if progress:
                 progress(name, report.pages, page.total_pages)
         complete = True
-    except RobotsDisallowed as exc:
-        report.errors.append(_error(exc.kind, str(exc), "the shop asks robots not to fetch it; it is skipped"))
     except FetchError as exc:
-        report.errors.append(_error(exc.kind, str(exc), exc.hint, url=exc.url, status=exc.status))
+        message = str(exc.args[0]) if exc.args else exc.kind
+        report.errors.append(_error(exc.kind, message, exc.hint, url=exc.url, status=exc.status))
     except Exception as exc:  # storage or programming error: recorded, the other roasters still run
         report.errors.append(_error("internal", f"{type(exc).__name__}: {exc}", "see the app log for the traceback"))
 
@@ -240,15 +242,15 @@ async def run_roaster(
     else:
         report.status = "fail"
     with session_scope(factory) as session:
-        roaster = session.get(Roaster, roaster_id)
-        assert roaster is not None
-        roaster.platform = platform if platform != "auto" else roaster.platform
-        if currency and not roaster.currency:
-            roaster.currency = currency
+        stored = session.get(Roaster, roaster_id)
+        assert stored is not None
+        stored.platform = platform if platform != "auto" else roaster.platform
+        if currency and not stored.currency:
+            stored.currency = currency
         if any(e["kind"] == "robots_disallowed" for e in report.errors):
-            roaster.robots_allowed = False
+            stored.robots_allowed = False
         elif report.pages:
-            roaster.robots_allowed = True
+            stored.robots_allowed = True
     return await _finish(factory, report, roaster_id, state=shop.state, started=started, loop_time=loop.time, now=now)
 
 
@@ -259,7 +261,12 @@ async def _process_page(
         if not settings.store_raw_artifacts:
             return None
         return service.store_artifact(
-            session, roaster_id=roaster_id, run_id=run_id, kind="products", page=page.number, fetched=page.fetched
+            session,
+            roaster_id=roaster_id,
+            run_id=run_id,
+            kind="products",
+            page=page.number,
+            fetched=page.fetched,
         ).id
 
     # Normalizing and writing a page is CPU and disk work; keep the event loop free for other shops.
@@ -294,7 +301,11 @@ async def _finish(
         run.errors = report.errors[:200]
         run.error_summary = report.error_summary
         report.products_seen = run.products_seen
-        report.new, report.updated, report.unchanged = run.products_new, run.products_updated, run.products_unchanged
+        report.new, report.updated, report.unchanged = (
+            run.products_new,
+            run.products_updated,
+            run.products_unchanged,
+        )
         report.quarantined, report.price_changes = run.products_quarantined, run.price_changes
         report.reviews = run.reviews_flagged
         if state is not None:
@@ -377,16 +388,21 @@ def replay_run(
         except ValueError as exc:
             report.errors.append(_error("bad_payload", f"stored page {number} is not JSON: {exc}"))
             continue
-        processor.process(number, products, lambda _s, a=artifact_id: a)
+        processor.process(number, products, _known_artifact(artifact_id))
         report.pages += 1
     report.errors.extend(processor.report_errors)
     report.status = "ok" if not report.errors else "partial"
     with session_scope(factory) as session:
-        run = session.get(ScrapeRun, new_run_id)
-        assert run is not None
-        run.status, run.finished_at = report.status, now()
-        run.errors, run.error_summary = report.errors[:200], report.error_summary
-        report.products_seen, report.new, report.updated = run.products_seen, run.products_new, run.products_updated
-        report.unchanged, report.quarantined = run.products_unchanged, run.products_quarantined
-        report.price_changes = run.price_changes
+        replayed = session.get(ScrapeRun, new_run_id)
+        assert replayed is not None
+        replayed.status, replayed.finished_at = report.status, now()
+        replayed.errors, replayed.error_summary = report.errors[:200], report.error_summary
+        report.products_seen, report.new = replayed.products_seen, replayed.products_new
+        report.updated, report.unchanged = replayed.products_updated, replayed.products_unchanged
+        report.quarantined, report.price_changes = replayed.products_quarantined, replayed.price_changes
     return report
+
+
+def _known_artifact(artifact_id: int) -> Callable[[Session], int | None]:
+    """For replays: the page's artifact is already stored."""
+    return lambda _session: artifact_id

@@ -31,6 +31,7 @@ from coffee_scraper.storefronts.types import (
     RobotsDisallowed,
     ShopState,
     ShopUnavailable,
+    ShopUnreachable,
     TransientExhausted,
     UnsafeAddress,
 )
@@ -56,6 +57,7 @@ __all__ = [
     "Shop",
     "ShopState",
     "ShopUnavailable",
+    "ShopUnreachable",
     "TransientExhausted",
     "UnsafeAddress",
     "detect_platform",

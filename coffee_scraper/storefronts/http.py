@@ -46,6 +46,7 @@ from coffee_scraper.storefronts.types import (
     RobotsDisallowed,
     ShopState,
     ShopUnavailable,
+    ShopUnreachable,
     TransientExhausted,
     UnsafeAddress,
 )
@@ -179,9 +180,7 @@ def looks_blocked(headers: dict[str, str], body: bytes) -> bool:
 
 def _blocked(raw: _Raw) -> bool:
     """403/430, or a 429/503 whose body is a bot challenge (retrying a challenge never helps)."""
-    return raw.status in BLOCKED_STATUSES or (
-        raw.status in CHALLENGE_STATUSES and looks_blocked(raw.headers, raw.body)
-    )
+    return raw.status in BLOCKED_STATUSES or (raw.status in CHALLENGE_STATUSES and looks_blocked(raw.headers, raw.body))
 
 
 def _is_password_path(path: str) -> bool:
@@ -492,9 +491,7 @@ class Shop:
                 await self._ensure_robots()
         return self._robots_verdict(url)
 
-    async def get(
-        self, url_or_path: str, *, conditional: bool = True, accept: str | None = None
-    ) -> FetchedPage:
+    async def get(self, url_or_path: str, *, conditional: bool = True, accept: str | None = None) -> FetchedPage:
         """GET one URL politely: a 2xx page or a 304 answered from the cache; raises a FetchError else.
 
         ``conditional``: send If-None-Match / If-Modified-Since from the fetcher's cache when it has them.
@@ -562,8 +559,7 @@ class Shop:
                 f"{raw.url} redirects to {raw.final_url}: the shop is password-protected",
                 url=raw.url,
                 status=status,
-                hint="the store is closed or pre-launch; pause the roaster until it opens "
-                "(never 'zero products')",
+                hint="the store is closed or pre-launch; pause the roaster until it opens (never 'zero products')",
             )
         if _blocked(raw):
             self._record_failure()
@@ -593,8 +589,14 @@ class Shop:
             "the roaster or ask the roaster to allow it (never counted as 'zero products')",
         )
 
-    def _disallowed(self, url: str) -> RobotsDisallowed:
+    def _disallowed(self, url: str) -> RobotsDisallowed | ShopUnreachable:
         status = self.state.robots_status
+        if status == ROBOTS_NETWORK_FAILURE and self.state.extra.get("robots_error"):
+            return ShopUnreachable(
+                f"{self.origin} could not be reached: {self.state.extra['robots_error']}",
+                url=url,
+                hint="check the shop URL and this machine's network/DNS; the roaster is retried at its next run",
+            )
         if status is not None and self._robots_failed(status):
             why = "no answer" if status == ROBOTS_NETWORK_FAILURE else f"HTTP {status}"
             return RobotsDisallowed(
@@ -729,6 +731,7 @@ class Shop:
                     text = raw.body.decode("utf-8", errors="replace").lstrip("\ufeff")
             except TransientExhausted as exc:  # failure already counted by _exchange
                 status = exc.status if exc.status is not None else ROBOTS_NETWORK_FAILURE
+                self.state.extra["robots_error"] = str(exc.args[0]) if exc.args else type(exc).__name__
             except PermanentHTTPError as exc:  # e.g. more than 5 redirects: RFC 9309 says "unavailable"
                 status = exc.status if exc.status is not None else 404
             now = self._f._now()
@@ -748,6 +751,8 @@ class Shop:
                 and now - _aware(st.robots_fetched_at) < ROBOTS_STALE_LIMIT
             )
             st.extra["robots_error_at"] = now.isoformat()
+            if status != ROBOTS_NETWORK_FAILURE:
+                st.extra.pop("robots_error", None)
             if not good:
                 st.robots_txt, st.robots_status, st.robots_fetched_at = None, status, now
 
@@ -860,9 +865,7 @@ class Shop:
                     retry_after_s=retry_after,
                     error="retry_after_too_long",
                 )
-                self.state.extra["retry_not_before"] = (
-                    self._f._now() + timedelta(seconds=retry_after)
-                ).isoformat()
+                self.state.extra["retry_not_before"] = (self._f._now() + timedelta(seconds=retry_after)).isoformat()
                 self._record_failure()
                 raise TransientExhausted(
                     f"{url}: the shop asked us to wait {retry_after:.0f} s (Retry-After, HTTP "

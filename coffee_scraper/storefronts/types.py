@@ -108,6 +108,13 @@ class RobotsDisallowed(FetchError):
     kind = "robots_disallowed"
 
 
+class ShopUnreachable(FetchError):
+    """No HTTP answer at all (DNS failure, connection refused, timeouts) even after retries."""
+
+    kind = "unreachable"
+    retryable = True
+
+
 class CircuitOpen(FetchError):
     kind = "circuit_open"
 

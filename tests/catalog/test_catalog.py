@@ -18,15 +18,25 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 def product(pid: str, *, prices: dict[str, int], in_stock: bool = True, title: str = "Kolli Berri") -> NormalizeResult:
     variants = [
         NormalizedVariant(
-            platform_variant_id=vid, title=f"{vid} / Whole Bean", weight_g=250, grind="whole",
-            price_minor=price, currency="INR", in_stock=in_stock,
-        )  # fmt: skip
+            platform_variant_id=vid,
+            title=f"{vid} / Whole Bean",
+            weight_g=250,
+            grind="whole",
+            price_minor=price,
+            currency="INR",
+            in_stock=in_stock,
+        )
         for vid, price in prices.items()
     ]
     record = NormalizedProduct(
-        platform="shopify", platform_product_id=pid, title=title, is_coffee=True, name_clean=title,
-        roast_level="medium", variants=variants,
-    )  # fmt: skip
+        platform="shopify",
+        platform_product_id=pid,
+        title=title,
+        is_coffee=True,
+        name_clean=title,
+        roast_level="medium",
+        variants=variants,
+    )
     return NormalizeResult(product=record)
 
 

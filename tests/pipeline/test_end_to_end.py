@@ -6,6 +6,7 @@ This is the project's first test: a real HTTP server, the real fetcher, normaliz
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,10 +26,18 @@ from coffee_scraper.settings import Settings
 
 def fast_settings(url: str, **extra: Any) -> Settings:
     values: dict[str, Any] = dict(
-        database_url=url, allow_private_addresses=True, request_delay_s=0.01, request_jitter_s=0.0,
-        backoff_base_s=0.01, backoff_cap_s=0.05, read_timeout_s=2.0, connect_timeout_s=2.0, max_attempts=2,
-        shopify_page_limit=25, woocommerce_per_page=20,
-    )  # fmt: skip
+        database_url=url,
+        allow_private_addresses=True,
+        request_delay_s=0.01,
+        request_jitter_s=0.0,
+        backoff_base_s=0.01,
+        backoff_cap_s=0.05,
+        read_timeout_s=2.0,
+        connect_timeout_s=2.0,
+        max_attempts=2,
+        shopify_page_limit=25,
+        woocommerce_per_page=20,
+    )
     values.update(extra)
     return Settings(**values)
 
@@ -167,15 +176,21 @@ def test_real_fixture_catalogs_through_the_demo_server(
 # --- bad input: each gives a clear recorded error and loses nothing else --------------------------------
 
 
-def _good_and_bad(factory: sessionmaker[Session], url: str, bad: DemoShop, **settings: Any) -> tuple[RunReport, RunReport]:
+def _good_and_bad(
+    factory: sessionmaker[Session], url: str, bad: DemoShop, **settings: Any
+) -> tuple[RunReport, RunReport]:
     good = DemoShop("good", "shopify", make_shopify_products(30, seed=4))
     with DemoServer([good, bad]) as server:
         register(factory, server, "good", bad.name, platform=bad.platform)
         reports = scrape(factory, fast_settings(url, **settings), "good", bad.name)
     assert reports[0].status == "ok" and reports[0].new == 30, reports[0].errors
     with factory() as session:
-        assert session.scalar(select(func.count()).select_from(Coffee).join(Coffee.roaster)
-                              .where(Coffee.roaster.has(name="good"))) == 30  # fmt: skip
+        assert (
+            session.scalar(
+                select(func.count()).select_from(Coffee).join(Coffee.roaster).where(Coffee.roaster.has(name="good"))
+            )
+            == 30
+        )
         run = session.get(ScrapeRun, reports[1].run_id)
         assert run is not None and run.status == reports[1].status and run.finished_at is not None
         if reports[1].status != "ok":
@@ -188,7 +203,10 @@ def _good_and_bad(factory: sessionmaker[Session], url: str, bad: DemoShop, **set
     [
         (Fault("malformed_json", path_prefix="/products.json", times=-1), "bad_payload"),
         (Fault("html", path_prefix="/products.json", times=-1), None),
-        (Fault("huge_body", path_prefix="/products.json", times=-1, size_bytes=50 * 1024 * 1024), "response_too_large"),
+        (
+            Fault("huge_body", path_prefix="/products.json", times=-1, size_bytes=50 * 1024 * 1024),
+            "response_too_large",
+        ),
         (Fault("hang", path_prefix="/products.json", times=-1, seconds=5.0), "http_transient"),
         (Fault("password_redirect", path_prefix="/products.json", times=-1), "shop_unavailable"),
         (Fault("status", path_prefix="/products.json", times=-1, status=503), "http_transient"),
@@ -231,8 +249,7 @@ def test_malformed_products_are_quarantined_not_fatal(factory: sessionmaker[Sess
 
 
 def test_robots_disallowed_shop_is_never_fetched(factory: sessionmaker[Session], sqlite_url: str) -> None:
-    bad = DemoShop("bad", "shopify", make_shopify_products(5, seed=1),
-                   robots_txt="User-agent: *\nDisallow: /\n")  # fmt: skip
+    bad = DemoShop("bad", "shopify", make_shopify_products(5, seed=1), robots_txt="User-agent: *\nDisallow: /\n")
     good = DemoShop("good", "shopify", make_shopify_products(30, seed=4))
     with DemoServer([good, bad]) as server:
         register(factory, server, "good", "bad", platform="shopify")
@@ -245,14 +262,19 @@ def test_robots_disallowed_shop_is_never_fetched(factory: sessionmaker[Session],
 
 
 def test_politeness_one_request_at_a_time_with_delay(factory: sessionmaker[Session], sqlite_url: str) -> None:
-    shop = DemoShop("s", "shopify", make_shopify_products(100, seed=3), latency_s=0.02,
-                    faults=[Fault("retry_after", path_prefix="/products.json", times=1, status=429, retry_after="0.4")])  # fmt: skip
+    shop = DemoShop(
+        "s",
+        "shopify",
+        make_shopify_products(100, seed=3),
+        latency_s=0.02,
+        faults=[Fault("retry_after", path_prefix="/products.json", times=1, status=429, retry_after="0.4")],
+    )
     with DemoServer([shop]) as server:
         register(factory, server, "s", platform="shopify")
         report = scrape(factory, fast_settings(sqlite_url, request_delay_s=0.1, max_attempts=3), "s")[0]
         records = sorted(server.requests("s"), key=lambda r: r.started)
     assert report.status == "ok", report.errors
-    for before, after in zip(records, records[1:], strict=False):
+    for before, after in itertools.pairwise(records):
         assert after.started >= before.finished, "two requests in flight to one shop"
         gap = after.started - before.finished
         assert gap >= 0.09, f"delay not kept: {gap:.3f}s"
@@ -265,8 +287,11 @@ def test_cli_demo_fills_a_database_you_can_query(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    env = {**os.environ, "COFFEE_SCRAPER_DATABASE_URL": f"sqlite:///{tmp_path / 'demo.db'}",
-           "COFFEE_SCRAPER_LOG_DIR": str(tmp_path / "logs")}  # fmt: skip
+    env = {
+        **os.environ,
+        "COFFEE_SCRAPER_DATABASE_URL": f"sqlite:///{tmp_path / 'demo.db'}",
+        "COFFEE_SCRAPER_LOG_DIR": str(tmp_path / "logs"),
+    }
     cli = [sys.executable, "-m", "coffee_scraper.cli"]
     demo = subprocess.run([*cli, "demo", "--json"], env=env, capture_output=True, text=True, timeout=120)
     assert demo.returncode == 0, demo.stderr
@@ -275,11 +300,21 @@ def test_cli_demo_fills_a_database_you_can_query(tmp_path: Path) -> None:
     assert listed.returncode == 0, listed.stderr
     rows = json.loads(listed.stdout)
     assert len(rows) > 10 and all(r["name"] for r in rows)
-    light = subprocess.run([*cli, "coffees", "list", "--roast", "light", "--json"], env=env, capture_output=True,
-                           text=True, timeout=60)  # fmt: skip
+    light = subprocess.run(
+        [*cli, "coffees", "list", "--roast", "light", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert all(r["roast_level"] == "light" for r in json.loads(light.stdout))
-    shown = subprocess.run([*cli, "coffees", "show", str(rows[0]["id"]), "--json"], env=env, capture_output=True,
-                           text=True, timeout=60)  # fmt: skip
+    shown = subprocess.run(
+        [*cli, "coffees", "show", str(rows[0]["id"]), "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     detail = json.loads(shown.stdout)
     assert detail["variants"] and detail["price_history"]
     assert (tmp_path / "logs" / "app.log").exists()
@@ -290,8 +325,11 @@ def test_cli_usage_errors_exit_2_with_advice(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    env = {**os.environ, "COFFEE_SCRAPER_DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}",
-           "COFFEE_SCRAPER_LOG_DIR": str(tmp_path / "logs")}  # fmt: skip
+    env = {
+        **os.environ,
+        "COFFEE_SCRAPER_DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}",
+        "COFFEE_SCRAPER_LOG_DIR": str(tmp_path / "logs"),
+    }
     cli = [sys.executable, "-m", "coffee_scraper.cli"]
     r = subprocess.run([*cli, "scrape", "--roaster", "nope"], env=env, capture_output=True, text=True)
     assert r.returncode == 2 and "roasters list" in r.stderr and "Traceback" not in r.stderr
@@ -300,3 +338,80 @@ def test_cli_usage_errors_exit_2_with_advice(tmp_path: Path) -> None:
     bad_env = {**env, "COFFEE_SCRAPER_DATABASE_URL": "mysql://x@y/z"}
     r = subprocess.run([*cli, "roasters", "list"], env=bad_env, capture_output=True, text=True)
     assert r.returncode == 2 and "SQLite or PostgreSQL" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_cli_unreachable_roasters_end_in_a_clear_summary(tmp_path: Path) -> None:
+    """What `make run` does with no network: a per-roaster failure summary, exit 1, never a traceback."""
+    import os
+    import subprocess
+    import sys
+
+    roasters = tmp_path / "roasters.toml"
+    roasters.write_text('[[roaster]]\nname = "Nowhere"\nurl = "https://coffee-shop.invalid"\ncurrency = "INR"\n')
+    env = {
+        **os.environ,
+        "COFFEE_SCRAPER_DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}",
+        "COFFEE_SCRAPER_LOG_DIR": str(tmp_path / "logs"),
+        "COFFEE_SCRAPER_MAX_ATTEMPTS": "1",
+    }
+    cli = [sys.executable, "-m", "coffee_scraper.cli"]
+    assert subprocess.run([*cli, "roasters", "import", str(roasters)], env=env, capture_output=True).returncode == 0
+    r = subprocess.run([*cli, "scrape"], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1
+    assert "Traceback" not in r.stdout + r.stderr
+    assert "Nowhere" in r.stdout and "unreachable" in r.stdout and "could not be reached" in r.stdout
+
+
+def test_crash_mid_run_keeps_committed_pages_and_whole_products(tmp_path: Path) -> None:
+    """SIGKILL a scrape between pages: committed pages stay, no half product, the run is marked failed later."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    products = make_shopify_products(200, seed=21)
+    url = f"sqlite:///{tmp_path / 'crash.db'}"
+    with DemoServer([DemoShop("slow", "shopify", products, latency_s=0.4)]) as server:
+        db.upgrade(url)
+        engine = db.make_engine(url)
+        factory = db.session_factory(engine)
+        register(factory, server, "slow", platform="shopify")
+        env = {
+            **os.environ,
+            "COFFEE_SCRAPER_DATABASE_URL": url,
+            "COFFEE_SCRAPER_ALLOW_PRIVATE_ADDRESSES": "true",
+            "COFFEE_SCRAPER_REQUEST_DELAY_S": "0",
+            "COFFEE_SCRAPER_SHOPIFY_PAGE_LIMIT": "20",
+            "COFFEE_SCRAPER_LOG_DIR": str(tmp_path / "logs"),
+        }
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "coffee_scraper.cli", "scrape"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with factory() as session:
+                if session.scalar(select(func.count()).select_from(Coffee)) >= 40:
+                    break
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        with factory() as session:
+            stored = session.scalars(select(Coffee)).all()
+            assert 40 <= len(stored) < 200 and len(stored) % 20 == 0  # whole pages only
+            by_id = {str(p["id"]): p for p in products}
+            for coffee in stored:  # never half a product: every variant of a stored product is there
+                assert len(coffee.variants) == len(by_id[coffee.platform_product_id]["variants"])
+            run = session.scalars(select(ScrapeRun)).one()
+            assert run.status == "running"
+        # the next run marks the interrupted one failed and completes the catalog
+        report = scrape(factory, fast_settings(url, shopify_page_limit=20), "slow")[0]
+        assert report.status == "ok"
+        with factory() as session:
+            statuses = [r.status for r in session.scalars(select(ScrapeRun).order_by(ScrapeRun.id))]
+            assert statuses == ["fail", "ok"]
+            assert session.scalar(select(func.count()).select_from(Coffee)) == 200
+        engine.dispose()

@@ -139,9 +139,7 @@ class Server:
             elif "content-length" not in out_headers:
                 out_headers["transfer-encoding"] = "chunked"
             status_line = f"HTTP/1.1 {reply.status} {phrase}\r\n"
-            writer.write(
-                (status_line + "".join(f"{k}: {v}\r\n" for k, v in out_headers.items()) + "\r\n").encode()
-            )
+            writer.write((status_line + "".join(f"{k}: {v}\r\n" for k, v in out_headers.items()) + "\r\n").encode())
             if isinstance(reply.body, bytes):
                 writer.write(reply.body)
                 hit.sent = len(reply.body)

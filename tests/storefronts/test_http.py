@@ -24,6 +24,7 @@ from coffee_scraper.storefronts import (
     RobotsDisallowed,
     ShopState,
     ShopUnavailable,
+    ShopUnreachable,
     TransientExhausted,
     UnsafeAddress,
     parse_retry_after,
@@ -150,9 +151,7 @@ async def test_crawl_delay_is_a_minimum_delay(server: Server) -> None:
 
 
 async def test_one_request_at_a_time_per_shop_with_delay(server: Server) -> None:
-    server.route(
-        "/p", Reply(200, {"Content-Type": "text/html"}, b"ok", delay_s=0.08)
-    )  # slower than the delay
+    server.route("/p", Reply(200, {"Content-Type": "text/html"}, b"ok", delay_s=0.08))  # slower than the delay
     delay = 0.05
     async with Fetcher(fast_settings(request_delay_s=delay)) as fetcher:
         shop = fetcher.shop(server.url)
@@ -366,6 +365,17 @@ async def test_connection_refused_is_transient(make_server: ServerFactory) -> No
             await fetcher.shop(url, state=fresh_robots_state()).get("/p")
 
 
+async def test_unreachable_shop_is_reported_as_unreachable_not_disallowed(make_server: ServerFactory) -> None:
+    """No answer to robots.txt at all: the error names the network failure, not robots rules."""
+    gone = await make_server()
+    url = gone.url
+    await gone.close()
+    async with Fetcher(fast_settings(max_attempts=2)) as fetcher:
+        with pytest.raises(ShopUnreachable, match="could not be reached") as info:
+            await fetcher.shop(url).get("/products.json")
+    assert info.value.kind == "unreachable" and "network" in info.value.hint
+
+
 # --- conditional requests -------------------------------------------------------------------------------
 
 
@@ -382,9 +392,7 @@ async def test_etag_304_returns_cached_body(server: Server) -> None:
         shop = fetcher.shop(server.url, state=fresh_robots_state())
         first = await shop.get("/products.json")
         assert first.status == 200 and not first.from_cache
-        cache.entries[first.url] = CachedResponse(
-            etag=first.headers["etag"], last_modified=None, body=first.body
-        )
+        cache.entries[first.url] = CachedResponse(etag=first.headers["etag"], last_modified=None, body=first.body)
         second = await shop.get("/products.json")
         assert second.status == 304 and second.from_cache and second.body == first.body
         third = await shop.get("/products.json", conditional=False)

@@ -210,9 +210,7 @@ async def test_woo_object_instead_of_array_is_bad_payload(server: Server) -> Non
 
 
 async def test_detects_shopify_by_meta(server: Server) -> None:
-    server.route(
-        "/meta.json", json_reply({"myshopify_domain": "x.myshopify.com", "published_products_count": 3})
-    )
+    server.route("/meta.json", json_reply({"myshopify_domain": "x.myshopify.com", "published_products_count": 3}))
     async with Fetcher(fast_settings()) as fetcher:
         assert await detect_platform(fetcher.shop(server.url, state=state())) == "shopify"
 

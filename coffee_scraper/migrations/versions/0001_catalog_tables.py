@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-30 04:24:52.280204
+Create Date: 2026-11-30 04:41:05.238025
 """
 
 from collections.abc import Sequence
@@ -40,6 +40,7 @@ def upgrade() -> None:
         sa.Column("circuit_opened_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("consecutive_failures", sa.Integer(), nullable=False),
         sa.Column("consecutive_failed_runs", sa.Integer(), nullable=False),
+        sa.Column("fetch_state", sa.JSON(), nullable=False),
         sa.Column("last_run_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("last_success_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
@@ -184,9 +185,7 @@ def upgrade() -> None:
             ["coffee_id"], ["coffees.id"], name=op.f("fk_variants_coffee_id_coffees"), ondelete="CASCADE"
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_variants")),
-        sa.UniqueConstraint(
-            "coffee_id", "platform_variant_id", name=op.f("uq_variants_coffee_id_platform_variant_id")
-        ),
+        sa.UniqueConstraint("coffee_id", "platform_variant_id", name=op.f("uq_variants_coffee_id_platform_variant_id")),
     )
     with op.batch_alter_table("variants", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_variants_coffee_id"), ["coffee_id"], unique=False)
