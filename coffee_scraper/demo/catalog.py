@@ -385,9 +385,7 @@ def _non_coffee_spec(rng: random.Random, pid: int, created: datetime, kind_index
     )
     options: list[tuple[str, list[str]]] = []
     if kind == "workshop":
-        days = [
-            f"{d.day} {d:%B %Y - %A}" for d in (created + timedelta(days=14), created + timedelta(days=28))
-        ]
+        days = [f"{d.day} {d:%B %Y - %A}" for d in (created + timedelta(days=14), created + timedelta(days=28))]
         options = [("Date", [f"{city} - {d}" for d in days])]
     body = {
         "french_press": "<p>Borosilicate glass and a stainless steel plunger. Brews 4 cups.</p>"
@@ -431,9 +429,7 @@ def _specs(n: int, rng: random.Random, ids: Sequence[int]) -> list[_Spec]:
     for i in range(n):
         created += timedelta(days=rng.randrange(0, 6), hours=rng.randrange(0, 24), minutes=rng.randrange(60))
         if i in other_slots:
-            spec = _non_coffee_spec(
-                rng, ids[i], created, kind_index=len([s for s in specs if not s.facts.is_coffee])
-            )
+            spec = _non_coffee_spec(rng, ids[i], created, kind_index=len([s for s in specs if not s.facts.is_coffee]))
         else:
             spec = _coffee_spec(rng, ids[i], created)
         base_title = spec.title
@@ -522,10 +518,7 @@ def make_shopify_catalog(
             variant_id += rng.randrange(7, 4_000)
             price = _price_for(spec.base_price_250, net) if spec.facts.is_coffee else spec.base_price_250
             compare: str | None
-            if spec.on_sale:
-                compare = _rupees(int(price * 1.2 // 10 * 10))
-            else:
-                compare = rng.choice([None, None, _rupees(price)])
+            compare = _rupees(int(price * 1.2 // 10 * 10)) if spec.on_sale else rng.choice([None, None, _rupees(price)])
             grams = _shipping_grams(net, rng, flat_grams) if net else rng.choice([0, 0, 750, 1200])
             sku = None if rng.random() < 0.5 else f"{handle[:10].upper()}-{pos:02d}"
             variants.append(
@@ -678,9 +671,7 @@ def make_woocommerce_catalog(
             product_type: Literal["simple", "variable"] = "variable"
             attr_rows: list[tuple[str, list[tuple[int, str, str]], list[int]]] = []
             if len(spec.sizes_g) > 1:
-                terms = [
-                    (size_term_ids[g], _size_label(g, 0), _slug(_size_label(g, 0))) for g in spec.sizes_g
-                ]
+                terms = [(size_term_ids[g], _size_label(g, 0), _slug(_size_label(g, 0))) for g in spec.sizes_g]
                 attr_rows.append(("Weight", terms, list(spec.sizes_g)))
             if len(spec.grinds) > 1:
                 terms = [(term_ids[g], g, _slug(g)) for g in spec.grinds]
@@ -697,9 +688,7 @@ def make_woocommerce_catalog(
                 )
             combos: list[list[tuple[str, str, int]]] = [[]]
             for attr_name, terms, weights in attr_rows:
-                combos = [
-                    [*c, (attr_name, t[2], w)] for c in combos for t, w in zip(terms, weights, strict=True)
-                ]
+                combos = [[*c, (attr_name, t[2], w)] for c in combos for t, w in zip(terms, weights, strict=True)]
             for combo in combos:
                 variations.append(
                     {
@@ -713,9 +702,7 @@ def make_woocommerce_catalog(
         else:
             product_type = "simple"
             grams = spec.sizes_g[0] if spec.sizes_g else 0
-            amounts.append(
-                _price_for(spec.base_price_250, grams) if spec.facts.is_coffee else spec.base_price_250
-            )
+            amounts.append(_price_for(spec.base_price_250, grams) if spec.facts.is_coffee else spec.base_price_250)
             if spec.facts.is_coffee and spec.sizes_g:
                 attributes.append(
                     {
@@ -750,17 +737,13 @@ def make_woocommerce_catalog(
         else:
             price_html = _price_html(price, minor_unit, currency)
             if spec.on_sale:
-                price_html = (
-                    f"<del>{_price_html(regular, minor_unit, currency)}</del> <ins>{price_html}</ins>"
-                )
+                price_html = f"<del>{_price_html(regular, minor_unit, currency)}</del> <ins>{price_html}</ins>"
         cat_name = spec.category.upper() if rng.random() < 0.5 else spec.category
         cat_id = category_ids.setdefault(cat_name, 60 + len(category_ids))
         tags = []
         for tag in sorted(set(spec.tags))[:3]:
             tid = tag_ids.setdefault(tag, 200 + len(tag_ids))
-            tags.append(
-                {"id": tid, "name": tag, "slug": _slug(tag), "link": f"{base_url}/product-tag/{_slug(tag)}/"}
-            )
+            tags.append({"id": tid, "name": tag, "slug": _slug(tag), "link": f"{base_url}/product-tag/{_slug(tag)}/"})
         image_id += rng.randrange(3, 90)
         image_src = f"{base_url}/wp-content/uploads/{spec.created.year}/{spec.created.month:02d}/{slug}.jpg"
         in_stock = spec.available
@@ -884,9 +867,7 @@ def mutate_prices(products: Sequence[dict[str, Any]], *, fraction: float, seed: 
             prices["price"] = prices["regular_price"] = prices["sale_price"] = new_minor
             product["on_sale"] = False
             if prices.get("price_range"):
-                span = Decimal(prices["price_range"]["max_amount"]) - Decimal(
-                    prices["price_range"]["min_amount"]
-                )
+                span = Decimal(prices["price_range"]["max_amount"]) - Decimal(prices["price_range"]["min_amount"])
                 prices["price_range"] = {"min_amount": new_minor, "max_amount": str(int(new * scale + span))}
                 product["price_html"] = (
                     _price_html(new_minor, unit, prices["currency_code"])

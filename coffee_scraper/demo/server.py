@@ -128,9 +128,7 @@ class DemoShop:
     etag: bool = True
 
     @classmethod
-    def from_dump(
-        cls, name: str, path: str | Path, platform: Platform | None = None, **kwargs: Any
-    ) -> DemoShop:
+    def from_dump(cls, name: str, path: str | Path, platform: Platform | None = None, **kwargs: Any) -> DemoShop:
         """A shop serving a real dump file: Shopify ``{"products": [...]}`` or a WooCommerce Store API list.
 
         ``platform`` None guesses it from the file's shape. Extra keyword arguments go to ``DemoShop``.
@@ -289,9 +287,7 @@ def _not_found(shop: DemoShop) -> _Response:
 
 def _wp_error(status: int, code: str, message: str, extra: dict[str, Any] | None = None) -> _Response:
     data: dict[str, Any] = {"status": status, **(extra or {})}
-    return _Response(
-        status, [("Content-Type", _JSON)], _json_body({"code": code, "message": message, "data": data})
-    )
+    return _Response(status, [("Content-Type", _JSON)], _json_body({"code": code, "message": message, "data": data}))
 
 
 def _parse_int(text: str) -> int | None:
@@ -401,9 +397,7 @@ def _route_woo(rt: _ShopRuntime, path: str, query: dict[str, str]) -> _Response:
             "namespaces": ["wp/v2", "wc/store", "wc/store/v1"],
             "routes": {},
         }
-        return _Response(
-            200, [("Content-Type", _JSON), api_link], _encode("woocommerce", index, rt.origin), True
-        )
+        return _Response(200, [("Content-Type", _JSON), api_link], _encode("woocommerce", index, rt.origin), True)
     for prefix in _WOO_PREFIXES:
         if route == prefix:
             return _woo_list(rt, query, prefix, api_link)
@@ -497,9 +491,7 @@ def _woo_variation(parent: dict[str, Any], variation_id: int) -> dict[str, Any]:
     for attr in parent.get("attributes", []):
         for term in attr.get("terms", []):
             names[(attr.get("name", ""), term.get("slug", ""))] = term.get("name", "")
-    label = ", ".join(
-        f"{a['name']}: {names.get((a['name'], a['value']), a['value'])}" for a in variation["attributes"]
-    )
+    label = ", ".join(f"{a['name']}: {names.get((a['name'], a['value']), a['value'])}" for a in variation["attributes"])
     prices = dict(parent.get("prices", {}))
     prices["price_range"] = None
     return {
@@ -660,9 +652,7 @@ class DemoServer:
         self._loop = asyncio.new_event_loop()
         ready = threading.Event()
         failure: list[BaseException] = []
-        self._thread = threading.Thread(
-            target=self._run, args=(ready, failure), name="demo-shops", daemon=True
-        )
+        self._thread = threading.Thread(target=self._run, args=(ready, failure), name="demo-shops", daemon=True)
         self._thread.start()
         ready.wait()
         if failure:
@@ -985,11 +975,7 @@ class DemoServer:
             response = _Response(200, [("Content-Type", _JSON)], b"")
         elif kind == "malformed_json":
             real = _route(rt, request.path, request.query).body
-            body = (
-                real[: len(real) // 2]
-                if real.startswith((b"{", b"[")) and len(real) > 8
-                else b'{"products":[{"'
-            )
+            body = real[: len(real) // 2] if real.startswith((b"{", b"[")) and len(real) > 8 else b'{"products":[{"'
             response = _Response(200, [("Content-Type", _JSON)], body)
         elif kind == "slow":
             real_response = _route(rt, request.path, request.query)
@@ -1070,9 +1056,7 @@ def demo_shops(count: int = 3, *, seed: int = 7, products_per_shop: int = 40) ->
         name = base if i < len(_SHOP_NAMES) else f"{base} #{i // len(_SHOP_NAMES) + 1}"
         shop_seed = seed * 10_007 + i
         if i % 3 == 2:
-            products = make_woocommerce_products(
-                products_per_shop, seed=shop_seed, id_base=1_000 + i * 100_000
-            )
+            products = make_woocommerce_products(products_per_shop, seed=shop_seed, id_base=1_000 + i * 100_000)
             shops.append(DemoShop(name=name, platform="woocommerce", products=products))
         else:
             products = make_shopify_products(
