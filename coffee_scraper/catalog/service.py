@@ -262,6 +262,30 @@ def _apply_attributes(coffee: Coffee, record: NormalizedProduct, result: Normali
     coffee.review_flags = list(result.review_flags)
 
 
+def stored_hashes(session: Session, roaster_id: int, product_ids: Sequence[str]) -> dict[str, str]:
+    """Content hashes of the roaster's active products among ``product_ids`` (to skip unchanged ones)."""
+    rows = session.execute(
+        select(Coffee.platform_product_id, Coffee.content_hash).where(
+            Coffee.roaster_id == roaster_id,
+            Coffee.platform_product_id.in_(product_ids),
+            Coffee.status == "active",
+        )
+    )
+    return {pid: h for pid, h in rows}
+
+
+def touch_unchanged(session: Session, roaster_id: int, product_ids: Sequence[str], now: datetime) -> int:
+    """Mark products whose raw JSON did not change as seen now (one UPDATE, no normalization)."""
+    if not product_ids:
+        return 0
+    session.execute(
+        update(Coffee)
+        .where(Coffee.roaster_id == roaster_id, Coffee.platform_product_id.in_(product_ids))
+        .values(last_seen_at=now)
+    )
+    return len(product_ids)
+
+
 def upsert_products(
     session: Session,
     *,
@@ -491,6 +515,8 @@ __all__ = [
     "shop_state",
     "start_run",
     "store_artifact",
+    "stored_hashes",
+    "touch_unchanged",
     "upsert_products",
     "utcnow",
 ]

@@ -115,7 +115,8 @@ class RequestRecord:
 class DemoShop:
     """One demo storefront: its platform, catalog (raw platform dicts) and scripted behaviour.
 
-    ``robots_txt`` ``None`` makes ``/robots.txt`` answer 404; ``etag`` False drops ETag and Last-Modified.
+    ``robots_txt`` ``None`` makes ``/robots.txt`` answer 404; ``etag`` False drops ETag and Last-Modified;
+    ``hidden_products`` adds to meta.json's ``published_products_count`` what products.json never lists.
     """
 
     name: str
@@ -126,6 +127,7 @@ class DemoShop:
     latency_s: float = 0.0
     faults: list[Fault] = field(default_factory=list)
     etag: bool = True
+    hidden_products: int = 0  # published in meta.json's count but missing from products.json (partial listing)
 
     @classmethod
     def from_dump(cls, name: str, path: str | Path, platform: Platform | None = None, **kwargs: Any) -> DemoShop:
@@ -338,7 +340,7 @@ def _route_shopify(rt: _ShopRuntime, path: str, query: dict[str, str]) -> _Respo
     headers = [("Content-Type", _JSON), ("X-ShopId", str(_shop_id(shop.name))), ("Powered-By", "Shopify")]
     if path == "/meta.json":
         with rt.lock:
-            count = len(rt.products)
+            count = len(rt.products) + shop.hidden_products
         slug = re.sub(r"[^a-z0-9]+", "-", shop.name.lower()).strip("-") or "shop"
         meta = {
             "id": _shop_id(shop.name),

@@ -22,10 +22,11 @@ from coffee_scraper.normalize import content_hash, normalize_product
 from coffee_scraper.normalize.models import NormalizeResult
 from coffee_scraper.pipeline.validate import product_id_of, validate_product
 from coffee_scraper.settings import Settings
-from coffee_scraper.storefronts import Fetcher, detect_platform, iter_catalog, shop_currency
+from coffee_scraper.storefronts import Fetcher, detect_platform, iter_catalog, shopify
 from coffee_scraper.storefronts.types import CatalogPage, FetchError
 
 Mode = Literal["full", "price"]
+PARTIAL_CATALOG_TOLERANCE = 0.10  # a listing more than 10% short of meta.json's count is a partial catalog
 ProgressFn = Callable[[str, int, int | None], None]  # (roaster name, pages done, total pages or None)
 
 
@@ -107,7 +108,7 @@ class PageProcessor:
             run = session.get(ScrapeRun, self.run_id)
             assert roaster is not None and run is not None
             artifact_id = fetched_artifact(session)
-            items: list[tuple[NormalizeResult, str]] = []
+            valid: list[tuple[str, Any]] = []
             for raw in products:
                 reason = validate_product(raw, self.platform)
                 pid = product_id_of(raw)
@@ -115,14 +116,21 @@ class PageProcessor:
                     reason = f"duplicate product id {pid} (already seen earlier in this run); kept the first"
                 if reason is not None:
                     service.quarantine(
-                        session,
-                        run=run,
-                        artifact_id=artifact_id,
-                        platform_product_id=pid,
-                        reason=reason,
-                        raw=raw,
+                        session, run=run, artifact_id=artifact_id, platform_product_id=pid, reason=reason, raw=raw
                     )
                     self.report_errors.append(_error("quarantined", f"product {pid or '?'} on page {number}: {reason}"))
+                    continue
+                assert pid is not None
+                self.seen_ids.add(pid)
+                valid.append((pid, raw))
+            # unchanged raw JSON (same content hash) is neither re-normalized nor rewritten, only marked seen
+            hashes = {pid: content_hash(raw) for pid, raw in valid}
+            known = {} if self.force else service.stored_hashes(session, self.roaster_id, list(hashes))
+            unchanged = [pid for pid, h in hashes.items() if known.get(pid) == h]
+            service.touch_unchanged(session, self.roaster_id, unchanged, self.now())
+            items: list[tuple[NormalizeResult, str]] = []
+            for pid, raw in valid:
+                if known.get(pid) == hashes[pid]:
                     continue
                 try:
                     result = normalize_product(raw, self.platform, self.currency)  # type: ignore[arg-type]
@@ -136,9 +144,7 @@ class PageProcessor:
                         raw=raw,
                     )
                     continue
-                assert pid is not None
-                self.seen_ids.add(pid)
-                items.append((result, content_hash(raw)))
+                items.append((result, hashes[pid]))
             stats = service.upsert_products(
                 session,
                 roaster=roaster,
@@ -153,7 +159,7 @@ class PageProcessor:
             run.products_seen += len(products)
             run.products_new += stats.new
             run.products_updated += stats.updated
-            run.products_unchanged += stats.unchanged
+            run.products_unchanged += stats.unchanged + len(unchanged)
             run.price_changes += stats.price_changes
             run.reviews_flagged += stats.reviews
         return stats
@@ -194,17 +200,23 @@ async def run_roaster(
         if platform == "auto":
             platform = await detect_platform(shop)
         report.platform = platform
-        if platform == "shopify" and not currency:
-            currency = await shop_currency(shop, "shopify")
-            if not currency:
-                currency = settings.default_currency
-                report.errors.append(
-                    _error(
-                        "currency_assumed",
-                        f"{base_url}/meta.json did not give a currency; assumed {currency}",
-                        "set it with `coffee-scraper roasters add URL --currency CODE`",
-                    )
+        expected_count: int | None = None
+        if platform == "shopify":
+            meta = await shopify.fetch_meta(shop)
+            count = meta.get("published_products_count") if meta else None
+            expected_count = count if isinstance(count, int) and count >= 0 else None
+            meta_currency = meta.get("currency") if meta else None
+            if not currency and isinstance(meta_currency, str) and len(meta_currency.strip()) == 3:
+                currency = meta_currency.strip().upper()
+        if platform == "shopify" and not currency:  # WooCommerce prices carry their own currency code
+            currency = settings.default_currency
+            report.errors.append(
+                _error(
+                    "currency_assumed",
+                    f"{base_url}/meta.json did not give a currency; assumed {currency}",
+                    "set it with `coffee-scraper roasters add URL --currency CODE`",
                 )
+            )
         processor = PageProcessor(
             factory,
             settings,
@@ -215,12 +227,22 @@ async def run_roaster(
             mode=mode,
             now=now,
         )
-        async for page in iter_catalog(shop, platform, settings):  # type: ignore[arg-type]
+        async for page in iter_catalog(shop, platform, settings, expected_count=expected_count):  # type: ignore[arg-type]
             await _process_page(processor, page, roaster_id, run_id, settings)
             report.pages += 1
             if progress:
                 progress(name, report.pages, page.total_pages)
         complete = True
+        seen = len(processor.seen_ids) + sum(1 for e in processor.report_errors if e["kind"] == "quarantined")
+        if expected_count and seen < expected_count * (1 - PARTIAL_CATALOG_TOLERANCE):
+            complete = False  # far fewer products than the shop publishes: never mark the rest missing
+            report.errors.append(
+                _error(
+                    "catalog_incomplete",
+                    f"listed {seen} products but {base_url}/meta.json publishes {expected_count}",
+                    "the shop may hide products from products.json; nothing was marked missing",
+                )
+            )
     except FetchError as exc:
         message = str(exc.args[0]) if exc.args else exc.kind
         report.errors.append(_error(exc.kind, message, exc.hint, url=exc.url, status=exc.status))

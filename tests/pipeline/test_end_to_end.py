@@ -248,6 +248,24 @@ def test_malformed_products_are_quarantined_not_fatal(factory: sessionmaker[Sess
         assert stored == 9  # products 0, 1 and 5..11; 2, 3, 4 were replaced by broken copies
 
 
+def test_listing_far_short_of_meta_count_is_partial_and_marks_nothing_missing(
+    factory: sessionmaker[Session], sqlite_url: str
+) -> None:
+    products = make_shopify_products(30, seed=13)
+    shop = DemoShop("s", "shopify", products)
+    with DemoServer([shop]) as server:
+        register(factory, server, "s", platform="shopify")
+        settings = fast_settings(sqlite_url)
+        assert scrape(factory, settings, "s")[0].status == "ok"
+        server.set_products("s", products[:10])
+        shop.hidden_products = 20  # meta.json still publishes 30
+        report = scrape(factory, settings, "s")[0]
+    assert report.status == "partial" and report.missing == 0
+    assert any(e["kind"] == "catalog_incomplete" for e in report.errors)
+    with factory() as session:
+        assert session.scalar(select(func.count()).where(Coffee.status == "missing")) == 0
+
+
 def test_robots_disallowed_shop_is_never_fetched(factory: sessionmaker[Session], sqlite_url: str) -> None:
     bad = DemoShop("bad", "shopify", make_shopify_products(5, seed=1), robots_txt="User-agent: *\nDisallow: /\n")
     good = DemoShop("good", "shopify", make_shopify_products(30, seed=4))
