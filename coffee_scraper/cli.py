@@ -134,7 +134,7 @@ def _roaster_row(r: Roaster) -> dict[str, Any]:
 
 @roasters_app.command("add")
 def roasters_add(
-    url: Annotated[str, typer.Argument(help="The shop's base URL, e.g. https://example-roaster.in")],
+    url: Annotated[str, typer.Argument(help="The shop's URL or bare host, e.g. example-roaster.in")],
     name: Annotated[str | None, typer.Option(help="Display name (default: the host name).")] = None,
     platform: Annotated[str, typer.Option(help="auto, shopify or woocommerce.")] = "auto",
     currency: Annotated[str | None, typer.Option(help="Shop currency (ISO 4217) when the shop does not say.")] = None,
@@ -144,9 +144,11 @@ def roasters_add(
     """Add a roaster's shop to scrape."""
     from urllib.parse import urlparse
 
+    if "://" not in url:  # a bare shop host: example-roaster.in
+        url = f"https://{url.strip().strip('/')}"
     parsed = urlparse(url)
-    if parsed.scheme not in {"http", "https"} or not parsed.netloc:
-        raise fail(f"{url!r} is not a shop URL; give it as https://host")
+    if parsed.scheme not in {"http", "https"} or not parsed.netloc or " " in parsed.netloc:
+        raise fail(f"{url!r} is not a shop URL; give it as https://host or a bare host name")
     with database() as factory, db.session_scope(factory) as session:
         roaster = service.add_roaster(
             session, name or parsed.hostname or url, url, platform=platform, currency=currency, delay_s=delay

@@ -353,6 +353,10 @@ def test_cli_usage_errors_exit_2_with_advice(tmp_path: Path) -> None:
     assert r.returncode == 2 and "roasters list" in r.stderr and "Traceback" not in r.stderr
     r = subprocess.run([*cli, "roasters", "add", "not a url"], env=env, capture_output=True, text=True)
     assert r.returncode == 2 and "https://" in r.stderr
+    r = subprocess.run(
+        [*cli, "roasters", "add", "example-roaster.in", "--json"], env=env, capture_output=True, text=True
+    )
+    assert r.returncode == 0 and json.loads(r.stdout)["base_url"] == "https://example-roaster.in"
     bad_env = {**env, "COFFEE_SCRAPER_DATABASE_URL": "mysql://x@y/z"}
     r = subprocess.run([*cli, "roasters", "list"], env=bad_env, capture_output=True, text=True)
     assert r.returncode == 2 and "SQLite or PostgreSQL" in r.stderr and "Traceback" not in r.stderr
