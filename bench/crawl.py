@@ -9,15 +9,27 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing as mp
 import tempfile
 import time
+from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
 
 from coffee_scraper.catalog import db, service
 from coffee_scraper.demo.catalog import make_shopify_products
 from coffee_scraper.demo.server import DemoServer, DemoShop
 from coffee_scraper.pipeline.run import run_many
 from coffee_scraper.settings import Settings
+
+
+def serve(shops: list[DemoShop], conn: Connection) -> None:
+    """Child process: serve the shops (own interpreter lock), report URLs, then request counts on demand."""
+    with DemoServer(shops) as server:
+        conn.send({s.name: server.url(s.name) for s in shops})
+        conn.recv()  # "count"
+        conn.send(max(len(server.requests(s.name)) for s in shops))
+        conn.recv()  # "stop"
 
 
 def main() -> None:
@@ -38,7 +50,11 @@ def main() -> None:
         )
         for i in range(a.shops)
     ]
-    with tempfile.TemporaryDirectory() as tmp, DemoServer(shops) as server:
+    parent, child = mp.Pipe()
+    server = mp.get_context("fork").Process(target=serve, args=(shops, child), daemon=True)
+    server.start()
+    urls: dict[str, Any] = parent.recv()
+    with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{Path(tmp) / 'crawl.db'}"
         settings = Settings(
             database_url=url,
@@ -53,11 +69,14 @@ def main() -> None:
         factory = db.session_factory(engine)
         with db.session_scope(factory) as session:
             for s in shops:
-                service.add_roaster(session, s.name, server.url(s.name), platform="shopify", currency="INR")
+                service.add_roaster(session, s.name, urls[s.name], platform="shopify", currency="INR")
         t0 = time.perf_counter()
         reports = asyncio.run(run_many([s.name for s in shops], "full", settings=settings, factory=factory))
         wall = time.perf_counter() - t0
-        requests = max(len(server.requests(s.name)) for s in shops)
+        parent.send("count")
+        requests = parent.recv()
+        parent.send("stop")
+        server.join(5)
         engine.dispose()
     ok = sum(r.status == "ok" for r in reports)
     pages_bound = a.pages * (a.latency + a.delay)
