@@ -630,6 +630,37 @@ def runs_show(
         out.print(f"- {e['kind']}: {e['message']}" + (f" → {e['hint']}" if e.get("hint") else ""), highlight=False)
 
 
+# --- settings -------------------------------------------------------------------------------------
+
+
+@app.command("settings")
+def settings_cmd(
+    markdown: Annotated[bool, typer.Option("--markdown", help="Print the reference table (docs/settings.md).")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Every setting with its current value, default and meaning (secrets masked)."""
+    from coffee_scraper.settings import settings_markdown
+
+    if markdown:
+        sys.stdout.write(settings_markdown())
+        return
+    s = settings()
+    rows = []
+    for name, field in Settings.model_fields.items():
+        value = getattr(s, name)
+        if name == "database_url":
+            value = _masked(str(value))
+        rows.append({"name": f"COFFEE_SCRAPER_{name.upper()}", "value": str(value), "default": str(field.default),
+                     "description": field.description})  # fmt: skip
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table("variable", "value", "default", "meaning")
+    for r in rows:
+        table.add_row(r["name"], r["value"], r["default"], r["description"])
+    out.print(table)
+
+
 # --- demo -----------------------------------------------------------------------------------------
 
 
