@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import Select, Table, bindparam, func, insert, select, text, update
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from coffee_scraper.catalog.models import (
@@ -26,7 +26,7 @@ from coffee_scraper.catalog.models import (
     Variant,
     utcnow,
 )
-from coffee_scraper.normalize.models import NormalizedProduct, NormalizeResult
+from coffee_scraper.normalize.models import NormalizedProduct, NormalizedVariant, NormalizeResult
 from coffee_scraper.storefronts.types import CachedResponse, FetchedPage, ShopState
 
 
@@ -230,6 +230,23 @@ def quarantine(
 
 
 # --- product upserts ------------------------------------------------------------------------------
+#
+# A page of products is written with a handful of set-based Core statements rather than the ORM unit
+# of work (whose per-object flush and attribute instrumentation cost ~70% of a page): the page's stored
+# coffees and variants are read into small plain records, every write is decided in Python, and the
+# writes go out as executemany INSERTs and UPDATE-by-primary-key statements.
+#
+# New rows' ids are read back with one SELECT by natural key instead of INSERT ... RETURNING: RETURNING
+# over many rows needs one huge multi-VALUES statement, and psycopg parses such statements' placeholders
+# in Python, uncached (~75 µs per variant row, measured); a plain executemany runs in pipeline mode.
+
+_IN_CHUNK = 500  # values per IN (...) list, far below SQLite's and PostgreSQL's bound-parameter limits
+# Core tables of the models: Core statements skip the ORM's per-row bookkeeping but keep the column types
+# (UTCDateTime, JSON), so values are converted exactly as through the ORM.
+_COFFEES = cast(Table, Coffee.__table__)
+_VARIANTS = cast(Table, Variant.__table__)
+_PRICES = cast(Table, Price.__table__)
+_REVIEWS = cast(Table, Review.__table__)
 
 
 @dataclass
@@ -242,24 +259,94 @@ class UpsertStats:
     flagged: list[str] = field(default_factory=list)
 
 
-def _apply_attributes(coffee: Coffee, record: NormalizedProduct, result: NormalizeResult) -> None:
-    coffee.title = record.title
-    coffee.is_coffee = record.is_coffee
-    coffee.name_clean = record.name_clean
-    coffee.roast_level = record.roast_level
-    coffee.process = record.process
-    coffee.species = record.species
-    coffee.chicory_pct = record.chicory_pct
-    coffee.country = record.country
-    coffee.region = record.region
-    coffee.estate = record.estate
-    coffee.altitude_min_m = record.altitude_m.min if record.altitude_m else None
-    coffee.altitude_max_m = record.altitude_m.max if record.altitude_m else None
-    coffee.varieties = list(record.varieties)
-    coffee.tasting_notes = list(record.tasting_notes)
-    coffee.decaf = record.decaf
-    coffee.evidence = [e.model_dump() for e in result.evidence]
-    coffee.review_flags = list(result.review_flags)
+@dataclass(slots=True, eq=False)
+class _CoffeeRow:
+    """A stored (or about to be inserted) coffee: the columns the upsert compares, and what to write."""
+
+    id: int | None
+    platform_product_id: str
+    content_hash: str
+    status: str
+    is_new: bool = False
+    variants: dict[str, _VariantRow] = field(default_factory=dict)  # by platform_variant_id
+    pending: dict[str, Any] = field(default_factory=dict)  # column values to write
+    seen_unchanged: bool = False  # only last_seen_at to write
+
+
+@dataclass(slots=True, eq=False)
+class _VariantRow:
+    """A stored (or about to be inserted) variant: the columns the upsert compares, and what to write."""
+
+    coffee: _CoffeeRow
+    platform_variant_id: str
+    id: int | None = None
+    title: str = ""
+    currency: str = ""
+    price_minor: int = 0
+    compare_at_minor: int | None = None
+    in_stock: bool = False
+    status: str = "active"
+    is_new: bool = False
+    pending: dict[str, Any] | None = None  # column values to write
+
+    def price_key(self) -> tuple[int, int | None, bool, str]:
+        return self.price_minor, self.compare_at_minor, self.in_stock, self.currency
+
+    def write(self, values: dict[str, Any]) -> None:
+        if self.pending is None:
+            self.pending = values
+        else:
+            self.pending.update(values)
+
+
+def _chunks(values: Sequence[Any], size: int = _IN_CHUNK) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def _attribute_values(record: NormalizedProduct, result: NormalizeResult) -> dict[str, Any]:
+    """The coffee columns a ``full`` run re-applies (a ``price`` run leaves them as they were)."""
+    altitude = record.altitude_m
+    return {
+        "title": record.title,
+        "is_coffee": record.is_coffee,
+        "name_clean": record.name_clean,
+        "roast_level": record.roast_level,
+        "process": record.process,
+        "species": record.species,
+        "chicory_pct": record.chicory_pct,
+        "country": record.country,
+        "region": record.region,
+        "estate": record.estate,
+        "altitude_min_m": altitude.min if altitude else None,
+        "altitude_max_m": altitude.max if altitude else None,
+        "varieties": list(record.varieties),
+        "tasting_notes": list(record.tasting_notes),
+        "decaf": record.decaf,
+        "evidence": [e.model_dump() for e in result.evidence],
+        "review_flags": list(result.review_flags),
+    }
+
+
+def _variant_values(nv: NormalizedVariant, position: int, now: datetime) -> dict[str, Any]:
+    """The variant columns every upsert of its product rewrites."""
+    return {
+        "position": position,
+        "title": nv.title,
+        "weight_g": nv.weight_g,
+        "pack_count": nv.pack_count,
+        "grind": nv.grind,
+        "currency": nv.currency,
+        "price_minor": nv.price_minor,
+        "compare_at_minor": nv.compare_at_minor,
+        "in_stock": nv.in_stock,
+        "status": "active",
+        "last_seen_at": now,
+    }
+
+
+def _price_delta_detail(title: str, old: int, nv: NormalizedVariant) -> str:
+    return f"{title}: {old} → {nv.price_minor} {nv.currency} minor units ({(nv.price_minor - old) / old:+.0%})"
 
 
 def stored_hashes(session: Session, roaster_id: int, product_ids: Sequence[str]) -> dict[str, str]:
@@ -303,121 +390,303 @@ def upsert_products(
     product only gets its variants' prices and availability refreshed; attributes stay as they were.
     A price row is appended only when price, compare-at price or availability changed. ``force``
     re-applies products whose raw JSON is unchanged (replays after a normalizer improvement).
+
+    A page of up to 500 products costs a fixed handful of statements whatever its size: SELECTs of the
+    stored coffees and their variants, executemany INSERTs of new coffees and new variants (each followed
+    by one SELECT of their ids), executemany UPDATEs by primary key, executemany INSERTs of price and
+    review rows. Coffee and Variant objects already loaded in ``session`` are expired afterwards, since
+    the bulk statements bypass them.
     """
-    stats = UpsertStats()
-    ids = [r.product.platform_product_id for r, _ in items]
-    existing = {
-        c.platform_product_id: c
-        for c in session.scalars(
-            select(Coffee)
-            .where(Coffee.roaster_id == roaster.id, Coffee.platform_product_id.in_(ids))
-            .options(selectinload(Coffee.variants))
-        )
-    }
-    for result, content_hash in items:
-        record = result.product
-        coffee = existing.get(record.platform_product_id)
-        unchanged = coffee is not None and coffee.content_hash == content_hash and coffee.status == "active"
-        if coffee is not None and unchanged and not force:
-            coffee.last_seen_at = now
-            stats.unchanged += 1
-            continue
-        if coffee is None:
-            coffee = Coffee(
-                roaster_id=roaster.id,
-                platform=record.platform,
-                platform_product_id=record.platform_product_id,
-                first_seen_at=now,
-                content_hash=content_hash,
+    session.flush()
+    page = _PageUpsert(
+        session, roaster_id=roaster.id, run_id=run.id, mode=mode, now=now, delta=price_review_delta, force=force
+    )
+    if items:
+        page.load(items)
+        for result, content_hash in items:
+            page.apply(result, content_hash)
+        page.write()
+    return page.stats
+
+
+class _PageUpsert:
+    """The writes of one ``upsert_products`` call: decided in memory by ``apply``, emitted by ``write``.
+
+    The same product id twice in one page is applied twice in order, against the state the first
+    occurrence left (as the former per-object code did for stored products).
+    """
+
+    def __init__(
+        self,
+        session: Session,
+        *,
+        roaster_id: int,
+        run_id: int,
+        mode: str,
+        now: datetime,
+        delta: float,
+        force: bool,
+    ):
+        self.session = session
+        self.roaster_id = roaster_id
+        self.run_id = run_id
+        self.mode = mode
+        self.now = now
+        self.delta = delta
+        self.force = force
+        self.stats = UpsertStats()
+        self.coffees: dict[str, _CoffeeRow] = {}  # by platform_product_id
+        self.new_coffees: list[_CoffeeRow] = []
+        self.new_variants: list[_VariantRow] = []
+        # history rows, with the variant each belongs to (its id is known only after the variant INSERT)
+        self.prices: list[dict[str, Any]] = []
+        self.price_variants: list[_VariantRow] = []
+        self.reviews: list[dict[str, Any]] = []
+        self.review_variants: list[_VariantRow] = []
+
+    # --- reading -----------------------------------------------------------------------------------
+
+    def load(self, items: Sequence[tuple[NormalizeResult, str]]) -> None:
+        """Read the page's stored coffees, and the variants of those that will be re-applied."""
+        c = _COFFEES.c
+        product_ids = dict.fromkeys(result.product.platform_product_id for result, _ in items)
+        for chunk in _chunks(list(product_ids)):
+            rows = self.session.execute(
+                select(c.id, c.platform_product_id, c.content_hash, c.status).where(
+                    c.roaster_id == self.roaster_id, c.platform_product_id.in_(chunk)
+                )
             )
-            _apply_attributes(coffee, record, result)
-            session.add(coffee)
-            stats.new += 1
+            for coffee_id, pid, content_hash, status in rows:
+                self.coffees[pid] = _CoffeeRow(coffee_id, pid, content_hash, status)
+        stale: dict[int, _CoffeeRow] = {}
+        for result, content_hash in items:
+            coffee = self.coffees.get(result.product.platform_product_id)
+            if coffee is not None and coffee.id is not None and not self._is_unchanged(coffee, content_hash):
+                stale[coffee.id] = coffee
+        self._load_variants(stale)
+
+    def _load_variants(self, coffees: dict[int, _CoffeeRow]) -> None:
+        v = _VARIANTS.c
+        columns = [v.id, v.coffee_id, v.platform_variant_id, v.price_minor, v.compare_at_minor]
+        columns += [v.in_stock, v.currency, v.status, v.title]
+        for chunk in _chunks(list(coffees)):
+            for vid, coffee_id, pvid, price, compare_at, in_stock, currency, status, title in self.session.execute(
+                select(*columns).where(v.coffee_id.in_(chunk))
+            ):
+                coffee = coffees[coffee_id]
+                coffee.variants[pvid] = _VariantRow(
+                    coffee,
+                    pvid,
+                    id=vid,
+                    title=title,
+                    currency=currency,
+                    price_minor=price,
+                    compare_at_minor=compare_at,
+                    in_stock=in_stock,
+                    status=status,
+                )
+
+    # --- deciding ----------------------------------------------------------------------------------
+
+    def _is_unchanged(self, coffee: _CoffeeRow, content_hash: str) -> bool:
+        return not self.force and coffee.content_hash == content_hash and coffee.status == "active"
+
+    def apply(self, result: NormalizeResult, content_hash: str) -> None:
+        """Decide the writes for one product (nothing is sent to the database here)."""
+        record = result.product
+        coffee = self.coffees.get(record.platform_product_id)
+        if coffee is not None and self._is_unchanged(coffee, content_hash):
+            coffee.seen_unchanged = True
+            self.stats.unchanged += 1
+            return
+        if coffee is None:
+            coffee = self._new_coffee(record, result, content_hash)
+            self.stats.new += 1
         else:
-            if mode == "full" or coffee.status == "missing":
-                _apply_attributes(coffee, record, result)
-            stats.updated += 1
+            if self.mode == "full" or coffee.status == "missing":
+                coffee.pending.update(_attribute_values(record, result))
+            self.stats.updated += 1
         coffee.content_hash = content_hash
         coffee.status = "active"
-        coffee.missing_since = None
-        coffee.last_seen_at = now
-        coffee.updated_at = now
-        _upsert_variants(session, coffee, record, run, now, price_review_delta, stats)
+        coffee.pending.update(
+            content_hash=content_hash,
+            status="active",
+            missing_since=None,
+            last_seen_at=self.now,
+            updated_at=self.now,
+        )
+        self._apply_variants(coffee, record)
         for flag in result.review_flags:
-            if flag not in stats.flagged:
-                stats.flagged.append(flag)
-    session.flush()
-    return stats
+            if flag not in self.stats.flagged:
+                self.stats.flagged.append(flag)
+
+    def _new_coffee(self, record: NormalizedProduct, result: NormalizeResult, content_hash: str) -> _CoffeeRow:
+        coffee = _CoffeeRow(None, record.platform_product_id, content_hash, "active", is_new=True)
+        coffee.pending.update(
+            roaster_id=self.roaster_id,
+            platform=record.platform,
+            platform_product_id=record.platform_product_id,
+            first_seen_at=self.now,
+        )
+        coffee.pending.update(_attribute_values(record, result))
+        self.coffees[record.platform_product_id] = coffee
+        self.new_coffees.append(coffee)
+        return coffee
+
+    def _apply_variants(self, coffee: _CoffeeRow, record: NormalizedProduct) -> None:
+        """Variants keyed on platform_variant_id (the first of duplicates wins); absent ones go missing."""
+        seen: set[str] = set()
+        for position, nv in enumerate(record.variants):
+            if nv.platform_variant_id in seen:
+                continue  # duplicate variant id inside one product: the first one wins
+            seen.add(nv.platform_variant_id)
+            variant = coffee.variants.get(nv.platform_variant_id)
+            if variant is None:
+                variant = self._new_variant(coffee, nv.platform_variant_id)
+                changed = True
+            else:
+                changed = variant.price_key() != (nv.price_minor, nv.compare_at_minor, nv.in_stock, nv.currency)
+                if changed:
+                    self._review_price_delta(variant, nv)
+            variant.write(_variant_values(nv, position, self.now))
+            variant.title, variant.status = nv.title, "active"
+            variant.price_minor, variant.compare_at_minor = nv.price_minor, nv.compare_at_minor
+            variant.in_stock, variant.currency = nv.in_stock, nv.currency
+            if changed:
+                self._record_price(variant, nv)
+        for variant in coffee.variants.values():
+            if variant.platform_variant_id not in seen and variant.status != "missing":
+                variant.status = "missing"
+                variant.write({"status": "missing"})
+
+    def _new_variant(self, coffee: _CoffeeRow, platform_variant_id: str) -> _VariantRow:
+        variant = _VariantRow(coffee, platform_variant_id, is_new=True)
+        variant.write({"platform_variant_id": platform_variant_id, "first_seen_at": self.now})
+        coffee.variants[platform_variant_id] = variant
+        self.new_variants.append(variant)
+        return variant
+
+    def _review_price_delta(self, variant: _VariantRow, nv: NormalizedVariant) -> None:
+        """A review when a nonzero stored price moves by more than the configured fraction."""
+        old = variant.price_minor
+        if not old or nv.price_minor == old or abs(nv.price_minor - old) / old <= self.delta:
+            return
+        values = {
+            "coffee_id": None,
+            "variant_id": None,
+            "run_id": self.run_id,
+            "kind": "price_delta",
+            "detail": _price_delta_detail(variant.title, old, nv),
+            "created_at": self.now,
+        }
+        self.reviews.append(values)
+        self.review_variants.append(variant)
+        self.stats.reviews += 1
+
+    def _record_price(self, variant: _VariantRow, nv: NormalizedVariant) -> None:
+        values = {
+            "variant_id": None,
+            "run_id": self.run_id,
+            "observed_at": self.now,
+            "currency": nv.currency,
+            "price_minor": nv.price_minor,
+            "compare_at_minor": nv.compare_at_minor,
+            "in_stock": nv.in_stock,
+        }
+        self.prices.append(values)
+        self.price_variants.append(variant)
+        self.stats.price_changes += 1
+
+    # --- writing -----------------------------------------------------------------------------------
+
+    def write(self) -> None:
+        """Emit the decided writes: inserts first (their ids are needed), then updates, then history rows."""
+        self._insert_coffees()
+        self._insert_variants()
+        coffees = [c for c in self.coffees.values() if not c.is_new]
+        touched = [c.id for c in coffees if c.seen_unchanged and not c.pending]
+        for chunk in _chunks(touched):
+            self.session.execute(update(_COFFEES).where(_COFFEES.c.id.in_(chunk)).values(last_seen_at=self.now))
+        _update_by_pk(self.session, _COFFEES, [(c.id, c.pending) for c in coffees if c.pending])
+        variants = [v for c in coffees for v in c.variants.values() if not v.is_new]
+        _update_by_pk(self.session, _VARIANTS, [(v.id, v.pending) for v in variants if v.pending])
+        if self.prices:
+            for row, variant in zip(self.prices, self.price_variants, strict=True):
+                row["variant_id"] = variant.id
+            self.session.execute(insert(_PRICES), self.prices)
+        if self.reviews:
+            for row, variant in zip(self.reviews, self.review_variants, strict=True):
+                row["coffee_id"], row["variant_id"] = variant.coffee.id, variant.id
+            self.session.execute(insert(_REVIEWS), self.reviews)
+        _expire_loaded_rows(self.session)
+
+    def _insert_coffees(self) -> None:
+        """INSERT the new coffees (one executemany), then read back their ids by natural key."""
+        if not self.new_coffees:
+            return
+        self.session.execute(insert(_COFFEES), [c.pending for c in self.new_coffees])
+        c = _COFFEES.c
+        ids: dict[str, int] = {}
+        for chunk in _chunks([coffee.platform_product_id for coffee in self.new_coffees]):
+            stmt = select(c.platform_product_id, c.id).where(
+                c.roaster_id == self.roaster_id, c.platform_product_id.in_(chunk)
+            )
+            ids.update((pid, coffee_id) for pid, coffee_id in self.session.execute(stmt))
+        for coffee in self.new_coffees:
+            coffee.id = ids[coffee.platform_product_id]
+
+    def _insert_variants(self) -> None:
+        """INSERT the new variants (one executemany), then read back their ids by natural key."""
+        if not self.new_variants:
+            return
+        rows: list[dict[str, Any]] = []
+        for variant in self.new_variants:
+            assert variant.pending is not None
+            variant.pending["coffee_id"] = variant.coffee.id
+            rows.append(variant.pending)
+        self.session.execute(insert(_VARIANTS), rows)
+        v = _VARIANTS.c
+        ids: dict[tuple[int, str], int] = {}
+        for chunk in _chunks(list({variant.coffee.id for variant in self.new_variants})):
+            stmt = select(v.coffee_id, v.platform_variant_id, v.id).where(v.coffee_id.in_(chunk))
+            ids.update(((coffee_id, pvid), vid) for coffee_id, pvid, vid in self.session.execute(stmt))
+        for variant in self.new_variants:
+            assert variant.coffee.id is not None
+            variant.id = ids[(variant.coffee.id, variant.platform_variant_id)]
 
 
-def _upsert_variants(
-    session: Session,
-    coffee: Coffee,
-    record: NormalizedProduct,
-    run: ScrapeRun,
-    now: datetime,
-    delta: float,
-    stats: UpsertStats,
-) -> None:
-    by_id = {v.platform_variant_id: v for v in coffee.variants}
-    seen: set[str] = set()
-    for position, nv in enumerate(record.variants):
-        if nv.platform_variant_id in seen:
-            continue  # duplicate variant id inside one product: the first one wins
-        seen.add(nv.platform_variant_id)
-        variant = by_id.get(nv.platform_variant_id)
-        changed = True
-        if variant is None:
-            variant = Variant(platform_variant_id=nv.platform_variant_id, first_seen_at=now)
-            coffee.variants.append(variant)
-        else:
-            changed = (variant.price_minor, variant.compare_at_minor, variant.in_stock, variant.currency) != (
-                nv.price_minor,
-                nv.compare_at_minor,
-                nv.in_stock,
-                nv.currency,
-            )
-            old = variant.price_minor
-            if changed and old and nv.price_minor != old and abs(nv.price_minor - old) / old > delta:
-                session.add(
-                    Review(
-                        coffee=coffee,
-                        variant_id=variant.id,
-                        run_id=run.id,
-                        kind="price_delta",
-                        detail=f"{variant.title}: {old} → {nv.price_minor} {nv.currency} minor units "
-                        f"({(nv.price_minor - old) / old:+.0%})",
-                        created_at=now,
-                    )
-                )
-                stats.reviews += 1
-        variant.position = position
-        variant.title = nv.title
-        variant.weight_g = nv.weight_g
-        variant.pack_count = nv.pack_count
-        variant.grind = nv.grind
-        variant.currency = nv.currency
-        variant.price_minor = nv.price_minor
-        variant.compare_at_minor = nv.compare_at_minor
-        variant.in_stock = nv.in_stock
-        variant.status = "active"
-        variant.last_seen_at = now
-        if changed:
-            session.add(
-                Price(
-                    variant=variant,
-                    run_id=run.id,
-                    observed_at=now,
-                    currency=nv.currency,
-                    price_minor=nv.price_minor,
-                    compare_at_minor=nv.compare_at_minor,
-                    in_stock=nv.in_stock,
-                )
-            )
-            stats.price_changes += 1
-    for variant in coffee.variants:
-        if variant.platform_variant_id not in seen and variant.status != "missing":
-            variant.status = "missing"
+def _update_by_pk(session: Session, table: Table, rows: list[tuple[int | None, dict[str, Any]]]) -> None:
+    """UPDATE rows by primary key: one executemany per set of columns written (``values`` gains ``row_id``)."""
+    by_keys: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row_id, values in rows:
+        by_keys.setdefault(tuple(values), []).append(values)
+        values["row_id"] = row_id
+    for group in by_keys.values():
+        session.execute(update(table).where(table.c.id == bindparam("row_id")), group)
+
+
+def _expire_loaded_rows(session: Session) -> None:
+    """Coffee/Variant objects a caller loaded earlier in this session are stale now: reload on access."""
+    for obj in list(session.identity_map.values()):
+        if isinstance(obj, Coffee | Variant):
+            session.expire(obj)
+
+
+def refresh_statistics(session: Session, *, new_rows: int) -> bool:
+    """After a big first load on PostgreSQL, ANALYZE the catalog tables so lookups use the unique indexes.
+
+    Without statistics the planner scans a roaster's rows through ``ix_coffees_roaster_id`` on every page
+    (measured: ~75 ms per query at 20,000 products). Autovacuum would get there later; a first run should not
+    pay for it. No-op on SQLite and for small loads.
+    """
+    if session.get_bind().dialect.name != "postgresql" or new_rows < ANALYZE_AFTER_NEW_ROWS:
+        return False
+    for table in ("coffees", "variants", "prices"):
+        session.execute(text(f"ANALYZE {table}"))
+    return True
+
+
+ANALYZE_AFTER_NEW_ROWS = 500
 
 
 def mark_missing(session: Session, *, roaster_id: int, seen_ids: Iterable[str], now: datetime) -> int:

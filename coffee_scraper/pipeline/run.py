@@ -332,6 +332,7 @@ async def _finish(
         report.reviews = run.reviews_flagged
         if state is not None:
             service.save_shop_state(roaster, state)
+        service.refresh_statistics(session, new_rows=report.new)
         roaster.last_run_at = finished
         if report.status == "ok":
             roaster.last_success_at = finished

@@ -145,3 +145,23 @@ def test_duplicate_roaster_is_a_clear_error(factory) -> None:  # type: ignore[no
 def test_bad_database_url_says_what_to_use() -> None:
     with pytest.raises(db.DatabaseConfigError, match="use SQLite or PostgreSQL"):
         db.make_engine("mysql://root@localhost/x")
+
+
+def test_big_first_load_is_analyzed_on_postgresql(pg_url: str) -> None:
+    from sqlalchemy import text
+
+    db.upgrade(pg_url)
+    engine = db.make_engine(pg_url)
+    factory = db.session_factory(engine)
+    with db.session_scope(factory) as session:
+        assert service.refresh_statistics(session, new_rows=10) is False  # small loads: autovacuum's job
+        assert service.refresh_statistics(session, new_rows=service.ANALYZE_AFTER_NEW_ROWS) is True
+    with engine.connect() as conn:
+        analyzed = conn.execute(
+            text(
+                "select count(*) from pg_stat_user_tables where relname in ('coffees','variants','prices') "
+                "and last_analyze is not null"
+            )  # fmt: skip
+        ).scalar()
+    engine.dispose()
+    assert analyzed == 3
