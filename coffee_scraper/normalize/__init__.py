@@ -5,7 +5,7 @@ Pure functions (no network, no database); vocabularies are data files under ``vo
 
 from __future__ import annotations
 
-from .core import content_hash, normalize_product, normalize_shopify, normalize_woocommerce
+from .core import clear_caches, content_hash, normalize_product, normalize_shopify, normalize_woocommerce
 from .models import Evidence, NormalizedProduct, NormalizedVariant, NormalizeResult
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "NormalizeResult",
     "NormalizedProduct",
     "NormalizedVariant",
+    "clear_caches",
     "content_hash",
     "normalize_product",
     "normalize_shopify",

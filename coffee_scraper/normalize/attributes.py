@@ -8,16 +8,21 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
+from itertools import accumulate
 
 from .intermediate import RawProduct
-from .models import Altitude, Evidence
-from .vocab import Vocab, key_of
+from .models import Altitude, Evidence, construct
+from .vocab import TEXT_VOCABS, Hit, Vocab, key_of
 
 __all__ = ["Attributes", "extract_attributes", "name_clean"]
 
-_SENT_SPLIT = re.compile(r"(?<=[.!?])\s+|\n|\s\|\s|•")
+#: sentence separators: whitespace after . ! ?, a line break, " | ", a bullet. Written as
+#: ``(?<=[.!?])\s+|\n|\s\|\s|•`` would match the same, but starting on a character class lets sre
+#: skip straight to whitespace and bullets instead of trying the look-behind at every character.
+_SENT_SPLIT = re.compile(r"([\s•](?:(?<=[.!?]\s)\s*|(?<=\n)|(?<=\s)\|\s|(?<=•)))")  # one group: split keeps them
 _WORD = re.compile(r"[A-Za-z]+")
 
 
@@ -39,22 +44,26 @@ class Attributes:
 
 
 class _Ctx:
-    """Per-product text views shared by the field rules (computed once)."""
+    """Per-product text views shared by the field rules (each computed once, most on first use)."""
 
     __slots__ = (
+        "_bounds",
+        "_estates",
+        "_hits",
+        "_sentences",
         "body",
         "body_low",
-        "body_sentences",
         "body_source",
-        "bounds",
         "segments",
         "tags",
         "title",
         "type_source",
         "types",
+        "vocab",
     )
 
-    def __init__(self, raw: RawProduct) -> None:
+    def __init__(self, raw: RawProduct, v: Vocab) -> None:
+        self.vocab = v
         self.title = raw.title
         self.body = raw.body
         self.body_source = raw.body_source
@@ -62,21 +71,63 @@ class _Ctx:
         self.types = raw.types
         self.type_source = raw.type_source
         self.body_low = raw.body.lower()
-        self.body_sentences = [s for s in _SENT_SPLIT.split(raw.body) if s] if raw.body else []
-        #: start offsets of the body's sentences (plus a sentinel past the end)
-        self.bounds = [0] + [m.end() for m in _SENT_SPLIT.finditer(raw.body)] + [len(raw.body) + 1]
+        self._sentences: list[str] | None = None
+        self._bounds: list[int] | None = None
+        self._hits: dict[str, dict[str, list[Hit]]] = {}
+        self._estates: dict[str, list[tuple[int, int, str]]] = {}
         # (source, text) for short free-text fields: title and product types; the body is scanned whole
         segs: list[tuple[str, str]] = [("title", raw.title)]
         segs.extend((raw.type_source, t) for t in raw.types)
         self.segments = segs
 
+    def _split(self) -> None:
+        # sentence, separator, sentence, …: the separators' end offsets are where sentences start
+        parts = _SENT_SPLIT.split(self.body)
+        ends = list(accumulate(map(len, parts)))
+        self._bounds = [0, *ends[1::2], len(self.body) + 1]
+        self._sentences = [s for s in parts[0::2] if s] if self.body else []
+
+    @property
+    def body_sentences(self) -> list[str]:
+        """The body's non-empty sentences."""
+        if self._sentences is None:
+            self._split()
+        assert self._sentences is not None
+        return self._sentences
+
+    @property
+    def bounds(self) -> list[int]:
+        """Start offsets of the body's sentences (plus a sentinel past the end)."""
+        if self._bounds is None:
+            self._split()
+        assert self._bounds is not None
+        return self._bounds
+
     def sentence_of(self, pos: int) -> int:
         """Index of the body sentence holding character ``pos``."""
         return bisect_right(self.bounds, pos) - 1
 
+    def hits(self, text: str) -> dict[str, list[Hit]]:
+        """Vocabulary name (TEXT_VOCABS) → the phrase hits in ``text``; one scan per distinct text."""
+        found = self._hits.get(text)
+        if found is None:
+            low = self.body_low if text is self.body else None
+            found = dict(zip(TEXT_VOCABS, self.vocab.text_scan.scan(text, low), strict=True))
+            self._hits[text] = found
+        return found
+
+    def estates_in(self, text: str) -> list[tuple[int, int, str]]:
+        """``_estates_in`` of ``text``, computed once per distinct text (callers copy before changing)."""
+        found = self._estates.get(text)
+        if found is None:
+            found = _estates_in(self.vocab, text)
+            self._estates[text] = found
+        return found
+
 
 def _ev(attr: str, source: str, text: str) -> Evidence:
-    return Evidence(attribute=attr, source=source, text=text[:200])
+    # every caller passes strings (matched text, tags, vocabulary names): no validation needed
+    return construct(Evidence, {"attribute": attr, "source": source, "text": text[:200]})
 
 
 # --------------------------------------------------------------------------- roast
@@ -94,11 +145,13 @@ _ROAST_BEFORE = re.compile(
 _ROAST_COMPARE = re.compile(r"(?:\bthan\s+(?:an?\s+|the\s+)?|\bas\s+\w+\s+as\s+(?:an?\s+|the\s+)?)$", re.I)
 _ROAST_USAGE_AFTER = re.compile(r"[\s\-]*roast\s+espresso\b", re.I)
 _ROAST_WORD = re.compile(r"\broast(?:ed)?\b|\b(?:profile|level)\b", re.I)
+_TAG_SEPARATORS = re.compile(r"[\s\-_:]+")
 
 
-def _roast_in_text(v: Vocab, text: str) -> list[tuple[str | None, str, int]]:
+def _roast_in_text(v: Vocab, text: str, hits: list[Hit]) -> list[tuple[str | None, str, int]]:
+    """Roast-level mentions among ``hits`` (the roast vocabulary's hits in ``text``) said of this coffee."""
     out: list[tuple[str | None, str, int]] = []
-    for start, end, matched, value in v.roast.finditer(text):
+    for start, end, matched, value in hits:
         after = text[end : end + 40]
         before = text[max(0, start - 40) : start]
         follows = _ROAST_AFTER.match(after) is not None
@@ -118,7 +171,7 @@ def _roast_tag(v: Vocab, tag: str) -> str | bool | None:
     if "roast" not in tag.casefold():
         return False
     rest = _ROAST_WORD.sub(" ", tag)
-    rest = re.sub(r"[\s\-_:]+", " ", rest).strip()
+    rest = _TAG_SEPARATORS.sub(" ", rest).strip()
     if not rest:
         return False
     k = key_of(rest)
@@ -135,9 +188,9 @@ def _roast(v: Vocab, c: _Ctx, a: Attributes) -> None:
         if lvl is not False:
             found.append((lvl if isinstance(lvl, str) else None, "tags", tag))
     for src, seg in c.segments:
-        found.extend((lvl, src, m) for lvl, m, _pos in _roast_in_text(v, seg))
+        found.extend((lvl, src, m) for lvl, m, _pos in _roast_in_text(v, seg, c.hits(seg)["roast"]))
     by_sentence: dict[int, list[tuple[str | None, str]]] = {}
-    for lvl, m, pos in _roast_in_text(v, c.body):
+    for lvl, m, pos in _roast_in_text(v, c.body, c.hits(c.body)["roast"]):
         by_sentence.setdefault(c.sentence_of(pos), []).append((lvl, m))
     for hits in by_sentence.values():
         if len({h[0] for h in hits if h[0] is not None}) > 1:
@@ -162,8 +215,10 @@ _CM_TITLE = re.compile(r"(?<![A-Za-z])CM(?![A-Za-z])")
 
 
 def _process_title_words(v: Vocab, text: str) -> list[tuple[str, str]]:
+    """(process, word) for each whole ASCII word of ``text`` that is a process title word ("Natural")."""
     out = []
-    for w in _WORD.findall(text):
+    # the same words as checking every ``_WORD`` of the text, found by one regex scan
+    for w in v.process_title_regex.findall(text):
         val = v.process_title_words.get(w.casefold())
         if val and (val != "carbonic_maceration" or w == "CM"):
             out.append((val, w))
@@ -173,7 +228,7 @@ def _process_title_words(v: Vocab, text: str) -> list[tuple[str, str]]:
 def _process(v: Vocab, c: _Ctx, a: Attributes) -> None:
     found: list[tuple[str, str, str]] = []
     for src, seg in [*c.segments, (c.body_source, c.body)]:
-        for _s, _e, m, val in v.process.finditer(seg):
+        for _s, _e, m, val in c.hits(seg)["process"]:
             found.append((val, src, m))
     for seg, src in [(c.title, "title"), *((t, c.type_source) for t in c.types)]:
         found.extend((val, src, w) for val, w in _process_title_words(v, seg))
@@ -182,7 +237,7 @@ def _process(v: Vocab, c: _Ctx, a: Attributes) -> None:
         if val:
             found.append((val, "tags", tag))
     if c.tags:  # process phrases inside longer tags ("Natural Process", "anaerobic-natural")
-        for _s, _e, m, val in v.process.finditer(" | ".join(t for t in c.tags if len(t) < 40)):
+        for _s, _e, m, val in c.hits(" | ".join(t for t in c.tags if len(t) < 40))["process"]:
             found.append((val, "tags", m))
     if not found:
         return
@@ -216,7 +271,7 @@ _CHICORY_BEFORE = re.compile(r"(\d{1,2})\s*%\s*chicory\b", re.I)
 def _species(v: Vocab, c: _Ctx, a: Attributes) -> None:
     found: list[tuple[str, str, str]] = []
     for src, seg in [*c.segments, (c.body_source, c.body)]:
-        for _s, _e, m, val in v.species.finditer(seg):
+        for _s, _e, m, val in c.hits(seg)["species"]:
             found.append((val, src, m))
     low = c.body_low
     if ("arabica" in low or "robusta" in low) and _RATIO.search(low):
@@ -272,7 +327,10 @@ def _chicory(c: _Ctx, a: Attributes) -> None:
 # --------------------------------------------------------------------------- origin
 _ESTATE_SUFFIX = r"(?:Estates?|Coffee\s+Collective|Collective|Village|Coffee\s+Plantations)"
 _CAP = r"[A-Z][\w’'.\-]*"
-_ESTATE_RE = re.compile(rf"((?:{_CAP}\s+){{0,3}}{_CAP})\s+({_ESTATE_SUFFIX})\b")
+_CAP_TAIL = r"[\w’'.\-]*"
+# "(?:{_CAP}\s+){0,3}{_CAP}" with the first capital pulled out in front: the same matches, but a
+# pattern that starts with a character class lets sre skip to capitals instead of trying everywhere
+_ESTATE_RE = re.compile(rf"([A-Z](?:{_CAP_TAIL}\s+[A-Z]){{0,3}}{_CAP_TAIL})\s+({_ESTATE_SUFFIX})\b")
 _ESTATE_STOP = frozenset(
     {
         "the", "our", "this", "a", "an", "from", "at", "in", "of", "single", "coffee", "and", "both", "each",
@@ -310,8 +368,8 @@ def _estates_in(v: Vocab, text: str) -> list[tuple[int, int, str]]:
 
 def _estate(v: Vocab, c: _Ctx, a: Attributes) -> list[tuple[int, int]]:
     """Fill estate; returns spans of estate mentions in the body (regions are not read from them)."""
-    body_hits = _estates_in(v, c.body)
-    title_hits = _estates_in(v, c.title)
+    body_hits = c.estates_in(c.body)
+    title_hits = list(c.estates_in(c.title))
     if not title_hits:  # an estate the body names with "Estate" and the title names bare
         tkey = f" {key_of(c.title)} "
         low_title = " " + " ".join(w.casefold() for w in _WORD.findall(c.title)) + " "
@@ -332,9 +390,7 @@ def _estate(v: Vocab, c: _Ctx, a: Attributes) -> list[tuple[int, int]]:
     return spans
 
 
-_ADJ_NOUN = re.compile(
-    r"\s+(?:specialty\s+|speciality\s+|grown\s+)?(?:coffee|arabica|robusta|beans?|origin)", re.I
-)
+_ADJ_NOUN = re.compile(r"\s+(?:specialty\s+|speciality\s+|grown\s+)?(?:coffee|arabica|robusta|beans?|origin)", re.I)
 _ORIGIN_CUE = re.compile(
     r"\b(?:from|origin|originating|grown|hails?|sourced|produced|cultivated|harvested|farm|region|estate|"
     r"district|village|hills?|valley|in\s+the\s+heart\s+of)\b|[:,]\s*$",
@@ -350,7 +406,7 @@ def _region_country(
 
     def scan(src: str, text: str, spans: list[tuple[int, int]]) -> None:
         body = src == c.body_source
-        hits = list(v.geo.finditer(text))
+        hits = c.hits(text)["geo"]
         has_region = any(kind == "region" for _s, _e, _m, (kind, _v) in hits)
         for s0, e0, m, (kind, val) in hits:
             if kind == "region":
@@ -365,7 +421,7 @@ def _region_country(
             elif kind == "adjective" and _ADJ_NOUN.match(text, e0):
                 countries.append((val, src, m))
 
-    title_spans = [(s, e) for s, e, _n in _estates_in(v, c.title)]
+    title_spans = [(s, e) for s, e, _n in c.estates_in(c.title)]
     scan("title", c.title, title_spans)
     if c.types:
         scan(c.type_source, " | ".join(c.types), [])
@@ -415,6 +471,21 @@ _ALT = re.compile(
 )
 _FT = Decimal("0.3048")
 _ALT_HINT = re.compile(r"\d\s*(?:[mM]|[fF][tTeE]|asl|ASL)")
+#: where an _ALT match can start: its number is "d,ddd" / "dd.ddd" or three or four digits
+_ALT_START = re.compile(r"\d(?=\d?[,.]\d{3}|\d{2})")
+
+
+def _alt_matches(text: str) -> Iterator[re.Match[str]]:
+    """The matches of ``_ALT.finditer(text)``, trying only where a number of its form starts."""
+    pos = 0
+    for d in _ALT_START.finditer(text):
+        start = d.start()
+        if start < pos:
+            continue
+        m = _ALT.match(text, start)
+        if m:
+            yield m
+            pos = m.end()
 
 
 def _to_m(num: str, unit: str | None) -> int:
@@ -428,7 +499,7 @@ def _altitude(c: _Ctx, a: Attributes) -> None:
     for src, text in (("title", c.title), (c.body_source, c.body)):
         if not _ALT_HINT.search(text):
             continue
-        for m in _ALT.finditer(text):
+        for m in _alt_matches(text):
             if m.group(3) is not None:
                 unit = m.group(4) or m.group(2)
                 lo, hi = _to_m(m.group(1), unit), _to_m(m.group(3), unit)
@@ -447,7 +518,7 @@ def _altitude(c: _Ctx, a: Attributes) -> None:
 def _varieties(v: Vocab, c: _Ctx, a: Attributes) -> None:
     out: list[str] = []
     for src, text in (("title", c.title), (c.body_source, c.body)):
-        for _s, e, m, name in v.varieties.finditer(text):
+        for _s, e, m, name in c.hits(text)["varieties"]:
             nxt = _WORD.match(text, e + 1) if e < len(text) else None
             if nxt and nxt.group(0).casefold() in v.variety_not_before:
                 continue
@@ -458,8 +529,9 @@ def _varieties(v: Vocab, c: _Ctx, a: Attributes) -> None:
 
 
 # --------------------------------------------------------------------------- tasting notes
+# matched on " " + lower-cased text: the leading \W stands for \b before a word and lets sre skip ahead
 _NOTE_CUE = re.compile(
-    r"\b(?:notes?|tones?|overtones?|flavou?rs?|flavou?red|hints?|aromas?|aftertaste|finish(?:es|ing)?|"
+    r"\W(?:notes?|tones?|overtones?|flavou?rs?|flavou?red|hints?|aromas?|aftertaste|finish(?:es|ing)?|"
     r"tastes?|tasting|palate|reminiscent|layers?|layered|cup\s+profile|profile|undertones?|sweetness\s+of|"
     r"bursting|expect|touch\s+of)\b"
 )  # matched on lower-cased text
@@ -468,25 +540,29 @@ _NOTE_CUE = re.compile(
 def _tasting_notes(v: Vocab, c: _Ctx, a: Attributes) -> None:
     out: list[str] = []
     body = c.body
-    hits = list(v.flavours.finditer(body)) if body else []
+    hits = c.hits(body)["flavours"] if body else []
     if hits:
         # sentence spans, and whether each sentence is a tasting context
         bounds = c.bounds
+        list_only = v.flavour_list_only
+        not_after = v.flavour_not_after
+        not_before = v.flavour_not_before
         cues = [False] * len(bounds)
-        for cm in _NOTE_CUE.finditer(c.body_low):
-            cues[c.sentence_of(cm.start())] = True
+        if any(h[3] in list_only for h in hits):  # only list-only notes need the cue words
+            for cm in _NOTE_CUE.finditer(" " + c.body_low):
+                cues[c.sentence_of(cm.start())] = True  # the padded match starts where the word does
         for s, e, m, note in hits:
             i = bisect_right(bounds, s) - 1
             sent_start = bounds[i]
-            if note in v.flavour_list_only and not cues[i]:
+            if note in list_only and not cues[i]:
                 continue
             prev = body[max(sent_start, s - 12) : s].split()
-            if prev and prev[-1].casefold() in v.flavour_not_after:
+            if prev and prev[-1].casefold() in not_after:
                 continue
             tail = body[e : e + 20].casefold().lstrip(" -")
-            if tail.startswith(v.flavour_not_before):
+            if tail.startswith(not_before):
                 continue
-            if note in v.flavour_list_only and tail.startswith(("coffee", "were ", "are ", "was ", "is ")):
+            if note in list_only and tail.startswith(("coffee", "were ", "are ", "was ", "is ")):
                 continue
             if note not in out:
                 out.append(note)
@@ -494,10 +570,11 @@ def _tasting_notes(v: Vocab, c: _Ctx, a: Attributes) -> None:
     for tag in c.tags:
         t = tag.strip()
         low = t.casefold()
-        for p in v.flavour_tag_prefixes:
-            if low.startswith(p):
-                t = t[len(p) :]
-                break
+        if low.startswith(v.flavour_tag_prefixes):  # then strip the first prefix that matches
+            for p in v.flavour_tag_prefixes:
+                if low.startswith(p):
+                    t = t[len(p) :]
+                    break
         note = v.flavours.lookup(t)
         if note and note not in out:
             out.append(note)
@@ -513,7 +590,9 @@ _DECAF = re.compile(
 
 
 def _decaf(c: _Ctx, a: Attributes) -> None:
-    hay = " ".join([c.title, *c.tags, *c.types, c.body]).lower()
+    # = " ".join([title, *tags, *types, body]).lower(), reusing the lower-cased body (a space between
+    # the parts ends any case context, so lower-casing them apart gives the same text)
+    hay = " ".join([c.title, *c.tags, *c.types]).lower() + " " + c.body_low
     if not any(w in hay for w in ("decaf", "caffeine", "swiss water", "mountain water")):
         return
     for src, text in [
@@ -547,33 +626,43 @@ _NC_GRIND = re.compile(
 )
 _NC_TRIM = re.compile(r"^[\s\-–—|,/:+]+|[\s\-–—|,/:+(]+$")
 _NC_EMPTY_PARENS = re.compile(r"\(\s*\)")
+_NC_WORD_CHAR = re.compile(r"\w")
+_NC_DIGIT = re.compile(r"\d")
+#: whitespace runs other than a lone space (what ``\s+`` → " " changes; a lone space stays as it is)
+_NC_SPACES = re.compile(r"[^\S ]\s*| \s+")
+#: _NC_TRIM's classes once all whitespace is a plain space
+_NC_TRIM_LEFT = " -–—|,/:+"
+_NC_TRIM_RIGHT = " -–—|,/:+("
 
 
 def name_clean(title: str) -> str:
     """The title without pack sizes, weights, grind words, cupping scores and trailing separators."""
-    s = _NC_SCORE.sub(" ", title)
-    s = _NC_PACK.sub(" ", s)
-    stripped = _NC_WEIGHT.sub(" ", s)
-    if re.search(r"\w", stripped):
-        s = stripped
+    s = title
+    if _NC_DIGIT.search(title):  # scores, pack sizes and weights all hold a digit
+        s = _NC_SCORE.sub(" ", s)
+        s = _NC_PACK.sub(" ", s)
+        stripped = _NC_WEIGHT.sub(" ", s)
+        if _NC_WORD_CHAR.search(stripped):
+            s = stripped
     s = _NC_GRIND.sub(" ", s)
     s = _NC_EMPTY_PARENS.sub(" ", s)
-    s = re.sub(r"\s+", " ", s)
-    s = _NC_TRIM.sub("", s)
+    s = _NC_SPACES.sub(" ", s)
+    # = _NC_TRIM.sub("", s): after the line above every whitespace character is a plain space
+    s = s.lstrip(_NC_TRIM_LEFT).rstrip(_NC_TRIM_RIGHT)
     return s if s else title.strip()
 
 
 # --------------------------------------------------------------------------- entry point
 def extract_attributes(raw: RawProduct, v: Vocab) -> Attributes:
     """Every product attribute of a coffee product, with evidence and review flags."""
-    c = _Ctx(raw)
+    c = _Ctx(raw, v)
     a = Attributes()
     _roast(v, c, a)
     _process(v, c, a)
     _species(v, c, a)
     _chicory(c, a)
     spans = _estate(v, c, a)
-    all_estates = [n for _s, _e, n in _estates_in(v, c.title)] + [n for _s, _e, n in _estates_in(v, c.body)]
+    all_estates = [n for _s, _e, n in c.estates_in(c.title)] + [n for _s, _e, n in c.estates_in(c.body)]
     _region_country(v, c, a, spans, all_estates)
     _altitude(c, a)
     _varieties(v, c, a)

@@ -9,17 +9,36 @@ import hashlib
 import json
 from typing import Any, Literal
 
+from . import money, shopify, text, variants, vocab
 from .attributes import Attributes, extract_attributes, name_clean
 from .classify import classify
 from .intermediate import RawProduct
-from .models import NormalizedProduct, NormalizeResult
+from .models import NormalizedProduct, NormalizeResult, construct
 from .shopify import shopify_to_raw
 from .text import clean_inline
 from .variants import build_variants
 from .vocab import get_vocab
 from .woocommerce import woo_to_raw
 
-__all__ = ["content_hash", "normalize_product", "normalize_shopify", "normalize_woocommerce"]
+__all__ = [
+    "clear_caches",
+    "content_hash",
+    "normalize_product",
+    "normalize_shopify",
+    "normalize_woocommerce",
+]
+
+
+def clear_caches() -> None:
+    """Empty every memo cache of the normalizer (not the compiled vocabularies).
+
+    Results never depend on the caches; benchmarks clear them to time a never-seen catalogue.
+    """
+    vocab.clear_key_cache()
+    shopify.clear_options_cache()
+    text.clear_inline_cache()
+    variants.clear_caches()
+    money.clear_caches()
 
 
 def _result(raw: RawProduct) -> NormalizeResult:
@@ -46,9 +65,10 @@ def _result(raw: RawProduct) -> NormalizeResult:
         variants=build_variants(raw),
     )
     # every value was built from contract enums (vocabularies are checked when loaded): no re-validation
-    product = NormalizedProduct.model_construct(**values)
-    return NormalizeResult.model_construct(
-        product=product, evidence=evidence + attrs.evidence, review_flags=raw.flags + attrs.flags
+    product = construct(NormalizedProduct, values)
+    return construct(
+        NormalizeResult,
+        {"product": product, "evidence": evidence + attrs.evidence, "review_flags": raw.flags + attrs.flags},
     )
 
 

@@ -16,7 +16,9 @@ class RawVariant:
 
     id: str
     title: str
-    options: list[tuple[str, str]]  # (option name, option value) in option order
+    #: (option name, option value) in option order; adapters share one tuple between variants with the
+    #: same choices, and variants.py memoizes its facts on it
+    options: tuple[tuple[str, str], ...]
     price_minor: int
     compare_at_minor: int | None
     in_stock: bool

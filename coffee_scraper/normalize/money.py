@@ -8,7 +8,7 @@ from __future__ import annotations
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from functools import lru_cache
 
-__all__ = ["ISO_EXPONENT", "decimal_to_minor", "exponent", "rescale_minor"]
+__all__ = ["ISO_EXPONENT", "clear_caches", "decimal_to_minor", "exponent", "rescale_minor"]
 
 #: ISO 4217 minor-unit exponents that differ from the default of 2
 ISO_EXPONENT: dict[str, int] = {
@@ -71,6 +71,11 @@ def _decimal_str_to_minor(value: str, currency: str) -> int | None:
     return int((d.scaleb(exponent(currency))).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
+def clear_caches() -> None:
+    """Forget the memoized decimal-string conversions."""
+    _decimal_str_to_minor.cache_clear()
+
+
 def decimal_to_minor(value: object, currency: str) -> int | None:
     """A decimal amount ("290.00") → minor units of ``currency`` (29000); None when unparseable/negative."""
     if isinstance(value, str) and len(value) <= _MAX_DIGITS:
@@ -86,11 +91,7 @@ def rescale_minor(value: object, shop_minor_unit: object, currency: str) -> int 
     d = _to_decimal(value)
     if d is None or d < 0:
         return None
-    mu = (
-        shop_minor_unit
-        if isinstance(shop_minor_unit, int) and not isinstance(shop_minor_unit, bool)
-        else None
-    )
+    mu = shop_minor_unit if isinstance(shop_minor_unit, int) and not isinstance(shop_minor_unit, bool) else None
     if mu is None and isinstance(shop_minor_unit, str) and shop_minor_unit.strip().isdigit():
         mu = int(shop_minor_unit.strip())
     if mu is None or not 0 <= mu <= 6:

@@ -11,7 +11,7 @@ from .intermediate import RawProduct, RawVariant
 from .money import decimal_to_minor
 from .text import clean_inline, html_to_text
 
-__all__ = ["shopify_to_raw"]
+__all__ = ["clear_options_cache", "shopify_to_raw"]
 
 
 def _s(value: object) -> str:
@@ -33,6 +33,52 @@ def _tags(value: object) -> list[str]:
     return [t for t in out if t]
 
 
+_OptionsTitle = tuple[tuple[tuple[str, str], ...], str]
+#: (option1, option2, option3, title, option names) → (options, title): shops repeat the same choices
+#: ("250g / Whole Bean") across variants and products; only str/None values are memoized
+_OPTIONS_CACHE: dict[tuple[object, ...], _OptionsTitle] = {}
+_OPTIONS_CACHE_MAX = 20_000
+
+
+def clear_options_cache() -> None:
+    """Forget the memoized variant options and titles."""
+    _OPTIONS_CACHE.clear()
+
+
+def _variant_options(v: dict[str, Any], names: tuple[str, ...]) -> _OptionsTitle:
+    """(options, title) of one raw variant, memoized on its raw option values and title."""
+    get = v.get
+    o1, o2, o3, title = get("option1"), get("option2"), get("option3"), get("title")
+    # 1, 1.0 and True are one dict key but clean differently: memoize plain strings and None only
+    if (
+        (o1 is None or type(o1) is str)
+        and (o2 is None or type(o2) is str)
+        and (o3 is None or type(o3) is str)
+        and (title is None or type(title) is str)
+    ):
+        key = (o1, o2, o3, title, names)
+        hit = _OPTIONS_CACHE.get(key)
+        if hit is None:
+            hit = _options_title((o1, o2, o3), title, names)
+            if len(_OPTIONS_CACHE) >= _OPTIONS_CACHE_MAX:
+                _OPTIONS_CACHE.clear()
+            _OPTIONS_CACHE[key] = hit
+        return hit
+    return _options_title((o1, o2, o3), title, names)
+
+
+def _options_title(values: tuple[object, object, object], title: object, names: tuple[str, ...]) -> _OptionsTitle:
+    """(options, title) of a variant from its raw ``option1``-``option3`` and ``title``."""
+    v1, v2, v3 = clean_inline(values[0]), clean_inline(values[1]), clean_inline(values[2])
+    if v1 and v2 and v3:
+        opts: tuple[tuple[str, str], ...] = ((names[0], v1), (names[1], v2), (names[2], v3))
+    elif v1 and not v3:
+        opts = ((names[0], v1), (names[1], v2)) if v2 else ((names[0], v1),)
+    else:
+        opts = tuple((names[n], val) for n, val in enumerate((v1, v2, v3)) if val)
+    return opts, clean_inline(title) or " / ".join([x for _n, x in opts]) or "Default Title"
+
+
 def shopify_to_raw(p: dict[str, Any], currency: str) -> RawProduct:
     """Read one Shopify product (already checked to be a dict)."""
     flags: list[str] = []
@@ -50,31 +96,28 @@ def shopify_to_raw(p: dict[str, Any], currency: str) -> RawProduct:
     variants: list[RawVariant] = []
     raw_vars = p.get("variants")
     if isinstance(raw_vars, list):
+        names = tuple(options[n][0] if n < len(options) else f"Option {n + 1}" for n in range(3))
+        product_id = p.get("id")
         for i, v in enumerate(raw_vars):
             if not isinstance(v, dict):
                 continue
-            opts: list[tuple[str, str]] = []
-            for n in range(3):
-                val = clean_inline(v.get(f"option{n + 1}"))
-                if val:
-                    name = options[n][0] if n < len(options) else f"Option {n + 1}"
-                    opts.append((name, val))
-            title = clean_inline(v.get("title")) or " / ".join(x for _n, x in opts) or "Default Title"
-            price = decimal_to_minor(v.get("price"), currency)
+            get = v.get
+            opts, title = _variant_options(v, names)
+            price = decimal_to_minor(get("price"), currency)
             if price is None:
                 flags.append(f"price_unparsed:{i}")
                 price = 0
-            cmp_ = decimal_to_minor(v.get("compare_at_price"), currency)
-            available = v.get("available")
+            cmp_ = decimal_to_minor(get("compare_at_price"), currency)
+            available = get("available")
+            vid = get("id")
             variants.append(
                 RawVariant(
-                    id=_s(v.get("id")) or f"{_s(p.get('id'))}:{i}",
-                    title=title,
-                    options=opts,
-                    price_minor=price,
-                    compare_at_minor=cmp_ if cmp_ is not None and cmp_ > price else None,
-                    in_stock=available is True
-                    or (isinstance(available, str) and available.casefold() == "true"),
+                    (str(vid) if type(vid) is int else _s(vid)) or f"{_s(product_id)}:{i}",
+                    title,
+                    opts,
+                    price,
+                    cmp_ if cmp_ is not None and cmp_ > price else None,
+                    available is True or (isinstance(available, str) and available.casefold() == "true"),
                 )
             )
     ptype = clean_inline(p.get("product_type"))

@@ -10,11 +10,11 @@ import re
 from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
 
-from .intermediate import RawProduct, RawVariant
-from .models import NormalizedVariant, fast_variant
+from .intermediate import RawProduct
+from .models import NormalizedVariant
 from .vocab import get_vocab, key_of
 
-__all__ = ["build_variants", "grind_of", "parse_weight"]
+__all__ = ["build_variants", "clear_caches", "grind_of", "parse_weight"]
 
 _UNIT_G = {"kg": Decimal(1000), "g": Decimal(1), "oz": Decimal("28.349523125"), "lb": Decimal("453.59237")}
 _UNIT = r"(kgs?|kilo(?:gram)?s?|g|gm|gms|grams?|gr|grm|oz|ounces?|lbs?|pounds?)"
@@ -33,6 +33,13 @@ _BARE_NUM = re.compile(r"^\s*(\d{1,4})\s*$")
 _SIZE_NAMES = ("size", "weight", "quantity", "net", "pack", "qty", "gram")
 _COUNT_NAMES = ("install", "deliver", "shipment", "subscription", "months", "number of")
 _DELIVERIES = re.compile(r"\b(\d{1,3})\s*(?:deliveries|shipments|installments|instalments)\b", re.I)
+
+
+def clear_caches() -> None:
+    """Forget the memoized weights, grinds and variant facts."""
+    parse_weight.cache_clear()
+    grind_of.cache_clear()
+    _variant_facts.cache_clear()
 
 
 def _grams(num: str, unit: str) -> int | None:
@@ -112,39 +119,31 @@ def _is_grind_option(name: str, values: list[str]) -> bool:
 
 def build_variants(raw: RawProduct) -> list[NormalizedVariant]:
     """One NormalizedVariant per raw variant, in platform order."""
-    opt_names = [n for n, _vals in raw.options]
-    grind_opts = {n for n, vals in raw.options if _is_grind_option(n, vals)}
+    grind_opts = frozenset(n for n, vals in raw.options if _is_grind_option(n, vals))
     title_pack = None
     dm = _DELIVERIES.search(raw.title)
     if dm:
         title_pack = int(dm.group(1)) or None
-    single = len(raw.variants) == 1
+    product_title = raw.title if len(raw.variants) == 1 else ""
+    currency = raw.currency
+    each_g: list[int | None] = []  # the body's "(100 g each)" weight, read on first need
     out: list[NormalizedVariant] = []
+    append = out.append
+    facts = _variant_facts
+    # models.construct(NormalizedVariant, values), inlined: this loop runs once per variant
+    new, set_, cls = NormalizedVariant.__new__, object.__setattr__, NormalizedVariant
     for rv in raw.variants:
-        out.append(_one(raw, rv, grind_opts, opt_names, title_pack, single))
-    return out
-
-
-def _one(
-    raw: RawProduct,
-    rv: RawVariant,
-    grind_opts: set[str],
-    opt_names: list[str],
-    title_pack: int | None,
-    single: bool,
-) -> NormalizedVariant:
-    weight, pack, grind = _variant_facts(
-        tuple(rv.options), rv.title, raw.title if single else "", frozenset(grind_opts), title_pack
-    )
-    if pack > 1 and weight and raw.body:
-        # "Pack of 2" sold as "200g" with "(100 gms each)" stated: the net weight of ONE pack
-        each = _EACH.search(raw.body)
-        if each:
-            w_each = _grams(each.group(1), each.group(2))
+        weight, pack, grind = facts(rv.options, rv.title, product_title, grind_opts, title_pack)
+        if pack > 1 and weight and raw.body:
+            # "Pack of 2" sold as "200g" with "(100 gms each)" stated: the net weight of ONE pack
+            if not each_g:
+                each = _EACH.search(raw.body)
+                each_g.append(_grams(each.group(1), each.group(2)) if each else None)
+            w_each = each_g[0]
             if w_each and w_each * pack == weight:
                 weight = w_each
-    return fast_variant(
-        {
+        # keys in field order: the dict becomes the model's __dict__
+        values = {
             "platform_variant_id": rv.id,
             "title": rv.title,
             "weight_g": weight,
@@ -152,10 +151,16 @@ def _one(
             "grind": grind,
             "price_minor": rv.price_minor,
             "compare_at_minor": rv.compare_at_minor,
-            "currency": raw.currency,
+            "currency": currency,
             "in_stock": rv.in_stock,
         }
-    )
+        m = new(cls)
+        set_(m, "__dict__", values)
+        set_(m, "__pydantic_fields_set__", set(values))
+        set_(m, "__pydantic_extra__", None)
+        set_(m, "__pydantic_private__", None)
+        append(m)
+    return out
 
 
 @lru_cache(maxsize=8192)

@@ -7,7 +7,7 @@ variants.py and classify.py.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -17,7 +17,18 @@ import yaml
 
 from .models import GRINDS, PROCESSES, ROAST_LEVELS, SPECIES
 
-__all__ = ["PhraseMatcher", "Region", "Vocab", "get_vocab", "key_of"]
+__all__ = [
+    "NONCOFFEE_TITLE_KINDS",
+    "TEXT_VOCABS",
+    "Hit",
+    "MultiScan",
+    "PhraseMatcher",
+    "Region",
+    "Vocab",
+    "clear_key_cache",
+    "get_vocab",
+    "key_of",
+]
 
 VOCAB_DIR = Path(__file__).resolve().parent / "vocab"
 _SEP_CLASS = r"[\s\-_.]*"
@@ -37,6 +48,11 @@ def key_of(text: str) -> str:
                 _KEY_CACHE.clear()
             _KEY_CACHE[text] = k
     return k
+
+
+def clear_key_cache() -> None:
+    """Forget the memoized keys of :func:`key_of`."""
+    _KEY_CACHE.clear()
 
 
 def _pieces(phrase: str) -> list[str]:
@@ -94,7 +110,11 @@ class PhraseMatcher:
             k = key_of(phrase)
             if k and k not in self.table:
                 self.table[k] = value
-        body = _trie_regex(p for p in table if key_of(p))
+        #: the phrases with a non-empty key (MultiScan builds its combined gate from them)
+        self.phrases: tuple[str, ...] = tuple(p for p in table if key_of(p))
+        body = _trie_regex(self.phrases)
+        #: the trie regex source (without word boundaries) that MultiScan reuses
+        self.source = body
         if body:
             # fast form for lower-cased text: no flags and no look-behind, so the C scanner can skip
             # ahead on the first-character set; the left word boundary is checked in Python
@@ -129,6 +149,78 @@ class PhraseMatcher:
         return self.table.get(key_of(text))
 
 
+Hit = tuple[int, int, str, Any]  # (start, end, matched text, value), as PhraseMatcher.finditer yields
+
+
+class MultiScan:
+    """Several PhraseMatchers run over one text in a single regex pass; same hits as each ``finditer``.
+
+    The combined regex visits each word start once. A gate (one trie of every matcher's phrases) rejects
+    most positions at the first character; where some phrase matches, one capturing look-ahead per
+    matcher records where that matcher's own trie (same alternation order, so the same greedy choice)
+    matches. Replaying each matcher's non-overlap rule over those candidate positions (a match
+    consumes the text up to its end; one at an earlier position wins) gives exactly the hits of
+    ``matcher.finditer(text)``, in order.
+    """
+
+    def __init__(self, matchers: Sequence[PhraseMatcher]) -> None:
+        self.matchers = tuple(matchers)
+        self.tables = tuple(m.table for m in self.matchers)
+        gate = _trie_regex(p for m in self.matchers for p in m.phrases)
+        # each matcher: its trie in a capturing look-ahead, or (group left unset) no match here;
+        # a matcher without phrases gets a group that never matches
+        parts = "".join(rf"(?:(?=({m.source})(?![\w+]))|)" if m.source else "(?:(?!)()|)" for m in self.matchers)
+        # "\W" consumes the character before a word start: sre then skips ahead on that character set
+        # (the text gets one leading space so that position 0 has one too)
+        self.regex: re.Pattern[str] | None = re.compile(rf"\W(?=\w)(?=(?:{gate})(?![\w+])){parts}") if gate else None
+
+    def scan(self, text: str, low: str | None = None) -> list[list[Hit]]:
+        """For each matcher (in order), the list ``list(matcher.finditer(text))`` would give.
+
+        ``low`` is ``text.lower()`` when the caller has it already.
+        """
+        n = len(self.matchers)
+        out: list[list[Hit]] = [[] for _ in range(n)]
+        if self.regex is None or not text:
+            return out
+        if low is None:
+            low = text.lower()
+        if len(low) != len(text):  # rare characters whose lower case changes length
+            return [list(m.finditer(text)) for m in self.matchers]
+        tables = self.tables
+        cursors = [0] * n  # per matcher: where its previous match ended (matches never overlap)
+        padded = " " + low  # offsets below are in ``padded``: one more than in ``text``
+        cached_key = _KEY_CACHE.get
+        for m in self.regex.finditer(padded):
+            regs = m.regs
+            plus = padded[regs[0][0]] == "+"  # the character before the word
+            i = -1
+            for s, e in regs[1:]:
+                i += 1
+                if s < cursors[i]:  # also an unset group (-1)
+                    continue
+                cursors[i] = e
+                if plus:
+                    continue
+                phrase = padded[s:e]
+                k = cached_key(phrase) or key_of(phrase)  # key_of's own cache, looked up inline
+                table = tables[i]
+                if k in table:
+                    out[i].append((s - 1, e - 1, text[s - 1 : e - 1], table[k]))
+        return out
+
+
+def _ascii_words_regex(words: Iterable[str]) -> re.Pattern[str]:
+    """A regex finding, in order, the maximal ``[A-Za-z]+`` runs whose case-folded form is in ``words``.
+
+    ASCII-only case folding: a ``[A-Za-z]+`` run case-folds to its ASCII lower case, so this finds
+    exactly the runs that ``re.findall("[A-Za-z]+")`` then a case-folded dictionary lookup would keep.
+    """
+    alts = sorted({w.casefold() for w in words if w.isascii() and w.isalpha()}, key=lambda w: (-len(w), w))
+    body = "|".join(re.escape(w) for w in alts) or "(?!)"
+    return re.compile(rf"(?<![A-Za-z])(?:{body})(?![A-Za-z])", re.IGNORECASE | re.ASCII)
+
+
 @dataclass(frozen=True)
 class Region:
     name: str
@@ -145,6 +237,8 @@ class Vocab:
     process_precedence: tuple[str, ...]
     process_base: frozenset[str]
     process_title_words: dict[str, str]
+    #: the whole ASCII-letter words (``[A-Za-z]+`` runs) of a text whose case-folded form is a title word
+    process_title_regex: re.Pattern[str]
     roast: PhraseMatcher
     roast_needs_word: frozenset[str]
     species: PhraseMatcher
@@ -165,6 +259,10 @@ class Vocab:
     flavour_not_after: frozenset[str]
     flavour_tag_prefixes: tuple[str, ...]
     geo: PhraseMatcher  # regions, countries, states and adjectives in one scan: value (kind, value)
+    #: the TEXT_VOCABS matchers in one pass (attributes.py scans each distinct text once with it)
+    text_scan: MultiScan
+    #: the NONCOFFEE_TITLE_KINDS matchers of ``noncoffee`` in one pass (classify.py, over the title)
+    noncoffee_title_scan: MultiScan
     noncoffee: dict[str, PhraseMatcher] = field(default_factory=dict)
     noncoffee_types: frozenset[str] = frozenset()
     coffee_types: frozenset[str] = frozenset()
@@ -190,6 +288,22 @@ def _check(values: Iterable[Any], allowed: tuple[str, ...], what: str) -> None:
     for v in values:
         if v is not None and v not in allowed:
             raise ValueError(f"vocabulary {what}: {v!r} is not a contract value")
+
+
+#: matchers of Vocab.text_scan, in the order of its results
+TEXT_VOCABS = ("roast", "process", "species", "geo", "varieties", "flavours")
+#: noncoffee kinds classify.py looks for in the title, in the order of Vocab.noncoffee_title_scan's results
+NONCOFFEE_TITLE_KINDS = (
+    "gift_cards",
+    "events",
+    "hampers",
+    "equipment",
+    "merchandise",
+    "food",
+    "drinks",
+    "coffee_forms",
+    "gift_boxes",
+)
 
 
 @cache
@@ -276,16 +390,27 @@ def get_vocab() -> Vocab:
     ):
         for phrase, value in table.items():
             geo_table.setdefault(phrase, (kind, value))
-    return Vocab(
+    matchers = dict(
         geo=PhraseMatcher(geo_table),
         process=PhraseMatcher(proc_table),
+        roast=PhraseMatcher(roast_levels),
+        species=PhraseMatcher(spec_table),
+        varieties=PhraseMatcher(var_table),
+        flavours=PhraseMatcher(f_table),
+    )
+    return Vocab(
+        geo=matchers["geo"],
+        text_scan=MultiScan([matchers[k] for k in TEXT_VOCABS]),
+        noncoffee_title_scan=MultiScan([nc_matchers[k] for k in NONCOFFEE_TITLE_KINDS]),
+        process=matchers["process"],
         process_precedence=tuple(proc["precedence"]),
         process_base=frozenset(proc["base"]),
         process_title_words=title_words,
-        roast=PhraseMatcher(roast_levels),
+        process_title_regex=_ascii_words_regex(title_words),
+        roast=matchers["roast"],
         roast_needs_word=frozenset(key_of(w) for w in roast.get("needs_roast_word", [])),
-        species=PhraseMatcher(spec_table),
-        varieties=PhraseMatcher(var_table),
+        species=matchers["species"],
+        varieties=matchers["varieties"],
         variety_not_before=frozenset(var.get("not_before", [])),
         countries=PhraseMatcher(c_table),
         country_adjectives=PhraseMatcher(adj_table),
@@ -296,7 +421,7 @@ def get_vocab() -> Vocab:
         estate_country=e_country,
         grinds=PhraseMatcher(g_table),
         grind_option_names=frozenset(key_of(n) for n in gr.get("option_names", [])),
-        flavours=PhraseMatcher(f_table),
+        flavours=matchers["flavours"],
         flavour_list_only=frozenset(fl.get("list_only", [])),
         flavour_not_before=tuple(fl.get("not_before", [])),
         flavour_not_after=frozenset(fl.get("not_after", [])),

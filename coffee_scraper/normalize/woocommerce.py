@@ -33,6 +33,13 @@ def _names(value: object) -> list[str]:
     return out
 
 
+def _term_pair(name: object, value: object, terms: dict[str, dict[str, str]]) -> tuple[str, str]:
+    """(attribute name, term name) of one variation attribute (its value is the term's slug)."""
+    aname = clean_inline(name)
+    slug = _s(value)
+    return aname, terms.get(aname.casefold(), {}).get(slug) or clean_inline(slug)
+
+
 def woo_currency(p: dict[str, Any]) -> str | None:
     prices = p.get("prices")
     if isinstance(prices, dict):
@@ -86,39 +93,42 @@ def woo_to_raw(p: dict[str, Any], fallback_currency: str | None) -> RawProduct:
                 options.append((name, list(tmap.values())))
 
     variants: list[RawVariant] = []
-    seen: dict[tuple[str, str], tuple[str, str]] = {}  # (attribute name, slug) → (name, term name)
+    seen: dict[str, dict[str, tuple[str, str]]] = {}  # attribute name → slug → (name, term name)
     vars_ = p.get("variations")
     if isinstance(vars_, list) and vars_:
         if prices.get("price_range"):
             flags.append("variation_price_from_parent_range")
+        product_id = _s(p.get("id"))
         for i, var in enumerate(vars_):
             if not isinstance(var, dict):
                 continue
             opts: list[tuple[str, str]] = []
             vattrs = var.get("attributes")
             if isinstance(vattrs, list):
-                for va in vattrs[:20]:
+                for va in vattrs if len(vattrs) <= 20 else vattrs[:20]:
                     if not isinstance(va, dict):
                         continue
                     rn, rv = va.get("name"), va.get("value")
-                    ck = (rn, rv) if isinstance(rn, str) and isinstance(rv, str) else None
-                    pair = seen.get(ck) if ck else None
-                    if pair is None:
-                        aname = clean_inline(rn)
-                        slug = _s(rv)
-                        pair = (aname, terms.get(aname.casefold(), {}).get(slug) or clean_inline(slug))
-                        if ck:
-                            seen[ck] = pair
+                    # memoize on exact str only: 1, 1.0 and True are one dict key but clean differently
+                    if type(rn) is str and type(rv) is str:
+                        by_value = seen.get(rn)
+                        if by_value is None:
+                            by_value = seen[rn] = {}
+                        pair = by_value.get(rv)
+                        if pair is None:
+                            pair = by_value[rv] = _term_pair(rn, rv, terms)
+                    else:
+                        pair = _term_pair(rn, rv, terms)
                     opts.append(pair)
-            title = " / ".join(v for _n, v in opts if v) or "Default Title"
+            vid = var.get("id")
             variants.append(
                 RawVariant(
-                    id=_s(var.get("id")) or f"{_s(p.get('id'))}:{i}",
-                    title=title,
-                    options=opts,
-                    price_minor=price,
-                    compare_at_minor=compare,
-                    in_stock=in_stock,
+                    (str(vid) if type(vid) is int else _s(vid)) or f"{product_id}:{i}",
+                    " / ".join([v for _n, v in opts if v]) or "Default Title",
+                    tuple(opts),
+                    price,
+                    compare,
+                    in_stock,
                 )
             )
     if not variants:
@@ -126,7 +136,7 @@ def woo_to_raw(p: dict[str, Any], fallback_currency: str | None) -> RawProduct:
             RawVariant(
                 id=_s(p.get("id")),
                 title="Default Title",
-                options=[],
+                options=(),
                 price_minor=price,
                 compare_at_minor=compare,
                 in_stock=in_stock,

@@ -46,17 +46,12 @@ def client(server: DemoServer, shop: str, **kwargs: object) -> httpx.Client:
 
 def test_shopify_paging_limit_clamp_and_end(server: DemoServer) -> None:
     with client(server, "big") as c:
-        sizes = [
-            len(c.get("/products.json", params={"limit": 250, "page": n}).json()["products"])
-            for n in (1, 2, 3)
-        ]
+        sizes = [len(c.get("/products.json", params={"limit": 250, "page": n}).json()["products"]) for n in (1, 2, 3)]
         assert sizes == [250, 250, 100]
         assert c.get("/products.json", params={"limit": 250, "page": 4}).json() == {"products": []}
         assert len(c.get("/products.json").json()["products"]) == 30  # default limit
         assert len(c.get("/products.json", params={"limit": 1000}).json()["products"]) == 250  # clamped
-        ids = [
-            p["id"] for n in (1, 2, 3) for p in c.get(f"/products.json?limit=250&page={n}").json()["products"]
-        ]
+        ids = [p["id"] for n in (1, 2, 3) for p in c.get(f"/products.json?limit=250&page={n}").json()["products"]]
         assert ids == [p["id"] for p in server.products("big")]
 
 
@@ -140,9 +135,7 @@ def test_woo_paging_headers_and_default_per_page(server: DemoServer) -> None:
         ({"page": 0}, "page", "rest_out_of_bounds"),
     ],
 )
-def test_woo_invalid_params_get_wp_errors(
-    server: DemoServer, params: dict[str, object], bad: str, code: str
-) -> None:
+def test_woo_invalid_params_get_wp_errors(server: DemoServer, params: dict[str, object], bad: str, code: str) -> None:
     with client(server, "woo") as c:
         r = c.get(WOO, params=params)  # type: ignore[arg-type]
     assert r.status_code == 400

@@ -43,9 +43,7 @@ def shopify(
     }
 
 
-def shopify_variant(
-    vid: int, *values: str, price: str = "500.00", compare: str | None = None
-) -> dict[str, Any]:
+def shopify_variant(vid: int, *values: str, price: str = "500.00", compare: str | None = None) -> dict[str, Any]:
     v: dict[str, Any] = {
         "id": vid,
         "title": " / ".join(values),

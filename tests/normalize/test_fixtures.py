@@ -36,9 +36,7 @@ def test_every_fixture_product_normalizes(name: str, platform: str) -> None:
     products = _load(name)
     for raw in products:
         res = normalize_product(raw, platform, "INR")  # type: ignore[arg-type]
-        n_raw = (
-            max(1, len(raw.get("variations") or [])) if platform == "woocommerce" else len(raw["variants"])
-        )
+        n_raw = max(1, len(raw.get("variations") or [])) if platform == "woocommerce" else len(raw["variants"])
         assert len(res.product.variants) == n_raw
         assert all(v.currency == "INR" for v in res.product.variants)
 

@@ -62,9 +62,7 @@ _shopify_like = st.fixed_dictionaries(
         "tags": st.lists(_value, max_size=5) | _value,
         "product_type": _value,
         "options": st.lists(
-            st.fixed_dictionaries(
-                {}, optional={"name": _value, "values": st.lists(_value, max_size=3) | _value}
-            ),
+            st.fixed_dictionaries({}, optional={"name": _value, "values": st.lists(_value, max_size=3) | _value}),
             max_size=3,
         )
         | _value,
@@ -94,8 +92,7 @@ _woo_like = st.fixed_dictionaries(
         "name": _value,
         "description": _value,
         "short_description": _value,
-        "categories": st.lists(st.fixed_dictionaries({}, optional={"name": _value}) | _value, max_size=3)
-        | _value,
+        "categories": st.lists(st.fixed_dictionaries({}, optional={"name": _value}) | _value, max_size=3) | _value,
         "tags": _value,
         "is_in_stock": _value,
         "prices": st.fixed_dictionaries(
@@ -115,17 +112,13 @@ _woo_like = st.fixed_dictionaries(
                 optional={
                     "name": _value,
                     "has_variations": _value,
-                    "terms": st.lists(
-                        st.fixed_dictionaries({}, optional={"name": _value, "slug": _value}), max_size=3
-                    ),
+                    "terms": st.lists(st.fixed_dictionaries({}, optional={"name": _value, "slug": _value}), max_size=3),
                 },
             ),
             max_size=2,
         )
         | _value,
-        "variations": st.lists(
-            st.fixed_dictionaries({}, optional={"id": _value, "attributes": _value}), max_size=3
-        )
+        "variations": st.lists(st.fixed_dictionaries({}, optional={"id": _value, "attributes": _value}), max_size=3)
         | _value,
     },
 )
@@ -183,7 +176,5 @@ def test_woocommerce_minor_units_rescaled_exactly(minor: int, mu: int) -> None:
 
 def test_huge_strings_degrade() -> None:
     big = "<p>" + "Washed coffee from Coorg. " * 50_000 + "</p>"
-    res = normalize_product(
-        {"id": 1, "title": "T" * 100_000, "body_html": big, "variants": []}, "shopify", "INR"
-    )
+    res = normalize_product({"id": 1, "title": "T" * 100_000, "body_html": big, "variants": []}, "shopify", "INR")
     _check_contract(res.product)

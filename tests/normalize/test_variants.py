@@ -76,9 +76,7 @@ def test_shopify_variants_weight_grind_price_and_grams_ignored() -> None:
         ],
         variants=[
             shopify_variant(1, "200", "Whole Beans", price="650.00", compare="700.00"),
-            shopify_variant(
-                2, "1 kg", "Cold Brew / Channi / French Press", price="2800.50", compare="2800.50"
-            ),
+            shopify_variant(2, "1 kg", "Cold Brew / Channi / French Press", price="2800.50", compare="2800.50"),
         ],
     )
     v1, v2 = norm(raw).product.variants
@@ -146,9 +144,7 @@ def _woo(**over: object) -> dict[str, object]:
 def test_woocommerce_variations_minor_unit_rescale_and_slug_titles() -> None:
     p = norm(_woo(), "woocommerce", None).product
     assert p.title == "ARAKU – VALLEY"
-    assert [
-        (v.platform_variant_id, v.title, v.grind, v.price_minor, v.compare_at_minor) for v in p.variants
-    ] == [
+    assert [(v.platform_variant_id, v.title, v.grind, v.price_minor, v.compare_at_minor) for v in p.variants] == [
         ("71", "Aero press", "aeropress", 29000, 30000),
         ("72", "extra-coarse", "other", 29000, 30000),
     ]
