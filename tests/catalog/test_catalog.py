@@ -161,7 +161,7 @@ def test_big_first_load_is_analyzed_on_postgresql(pg_url: str) -> None:
             text(
                 "select count(*) from pg_stat_user_tables where relname in ('coffees','variants','prices') "
                 "and last_analyze is not null"
-            )  # fmt: skip
+            )
         ).scalar()
     engine.dispose()
     assert analyzed == 3
