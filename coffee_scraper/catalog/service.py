@@ -690,15 +690,18 @@ ANALYZE_AFTER_NEW_ROWS = 500
 
 
 def mark_missing(session: Session, *, roaster_id: int, seen_ids: Iterable[str], now: datetime) -> int:
-    """Products of the roaster not seen in a complete listing become 'missing' (never deleted)."""
+    """Products of the roaster not seen in a complete listing become 'missing' (never deleted).
+
+    Reads only (id, platform_product_id) and updates by id in chunks: a 20,000-product shop costs no ORM objects.
+    """
     seen = set(seen_ids)
-    count = 0
-    for coffee in session.scalars(select(Coffee).where(Coffee.roaster_id == roaster_id, Coffee.status == "active")):
-        if coffee.platform_product_id not in seen:
-            coffee.status = "missing"
-            coffee.missing_since = now
-            count += 1
-    return count
+    rows = session.execute(
+        select(Coffee.id, Coffee.platform_product_id).where(Coffee.roaster_id == roaster_id, Coffee.status == "active")
+    )
+    gone = [coffee_id for coffee_id, pid in rows if pid not in seen]
+    for chunk in _chunks(gone):
+        session.execute(update(_COFFEES).where(_COFFEES.c.id.in_(chunk)).values(status="missing", missing_since=now))
+    return len(gone)
 
 
 # --- catalog queries --------------------------------------------------------------------------------
