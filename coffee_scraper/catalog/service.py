@@ -11,6 +11,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 from sqlalchemy import Select, Table, bindparam, func, insert, select, text, update
 from sqlalchemy.orm import Session, selectinload, sessionmaker
@@ -181,30 +182,49 @@ def run_artifacts(session: Session, run_id: int, kind: str = "products") -> list
 
 
 class ArtifactCache:
-    """ConditionalCache backed by raw_artifacts: the newest 200 answer for a URL with a validator."""
+    """ConditionalCache backed by raw_artifacts: validators of the newest answer per URL, body read on a hit.
 
-    def __init__(self, factory: sessionmaker[Session], roaster_id: int):
+    The first lookup for an origin loads that origin's (url → etag, last-modified, artifact id) index in one
+    query; later lookups are dictionary hits, plus one primary-key read of the body when there is a validator.
+    """
+
+    def __init__(self, factory: sessionmaker[Session]):
         self._factory = factory
-        self._roaster_id = roaster_id
+        self._index: dict[str, dict[str, tuple[str | None, str | None, int]]] = {}
+
+    @staticmethod
+    def _origin(url: str) -> str:
+        parts = urlsplit(url)
+        return f"{parts.scheme}://{parts.netloc}"
+
+    def _load(self, origin: str) -> dict[str, tuple[str | None, str | None, int]]:
+        index: dict[str, tuple[str | None, str | None, int]] = {}
+        with self._factory() as session:
+            rows = session.execute(
+                select(RawArtifact.url, RawArtifact.etag, RawArtifact.last_modified, RawArtifact.id)
+                .where(
+                    RawArtifact.url.startswith(origin + "/", autoescape=True),
+                    RawArtifact.status.in_((200, 304)),
+                )
+                .order_by(RawArtifact.fetched_at, RawArtifact.id)
+            )
+            for url, etag, last_modified, artifact_id in rows:  # newest last: it wins
+                index[url] = (etag, last_modified, artifact_id)
+        return {url: v for url, v in index.items() if v[0] or v[1]}
 
     def lookup(self, url: str) -> CachedResponse | None:
+        origin = self._origin(url)
+        if origin not in self._index:
+            self._index[origin] = self._load(origin)
+        hit = self._index[origin].get(url)
+        if hit is None:
+            return None
+        etag, last_modified, artifact_id = hit
         with self._factory() as session:
-            artifact = session.scalar(
-                select(RawArtifact)
-                .where(
-                    RawArtifact.roaster_id == self._roaster_id,
-                    RawArtifact.url == url,
-                    RawArtifact.status.in_((200, 304)),
-                    (RawArtifact.etag.is_not(None)) | (RawArtifact.last_modified.is_not(None)),
-                )
-                .order_by(RawArtifact.fetched_at.desc(), RawArtifact.id.desc())
-                .limit(1)
-            )
+            artifact = session.get(RawArtifact, artifact_id)
             if artifact is None:
                 return None
-            return CachedResponse(
-                etag=artifact.etag, last_modified=artifact.last_modified, body=artifact_body(artifact)
-            )
+            return CachedResponse(etag=etag, last_modified=last_modified, body=artifact_body(artifact))
 
 
 def quarantine(

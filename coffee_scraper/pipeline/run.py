@@ -354,7 +354,8 @@ async def run_many(
     on_done: Callable[[RunReport], Awaitable[None] | None] | None = None,
 ) -> list[RunReport]:
     """Run several roasters concurrently (the fetcher's global cap bounds shops in flight)."""
-    make = fetcher_factory or (lambda: Fetcher(settings))
+    # conditional requests: validators of earlier answers come from the stored raw artifacts
+    make = fetcher_factory or (lambda: Fetcher(settings, cache=service.ArtifactCache(factory)))
     async with make() as fetcher:
 
         async def one(name: str) -> RunReport:

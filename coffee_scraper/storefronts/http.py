@@ -306,6 +306,12 @@ class Fetcher:
                 pool=settings.connect_timeout_s,
             ),
             follow_redirects=False,  # followed by hand so every hop gets the SSRF check
+            # one kept-alive connection per shop in flight: the default pool keeps only 20 for the whole process
+            limits=httpx.Limits(
+                max_connections=max(100, 2 * settings.global_concurrency),
+                max_keepalive_connections=max(20, 2 * settings.global_concurrency),
+                keepalive_expiry=max(5.0, 2 * settings.request_delay_s + 5.0),
+            ),
             headers={"User-Agent": settings.user_agent},
             trust_env=False,  # no env proxies: the SSRF guard must see the real peer
         )

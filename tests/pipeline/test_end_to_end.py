@@ -120,6 +120,22 @@ def test_scrape_demo_shops_end_to_end(factory: sessionmaker[Session], db_url: st
             assert count(session, Coffee) == 105  # never deleted
 
 
+def test_second_run_uses_conditional_requests(factory: sessionmaker[Session], sqlite_url: str) -> None:
+    """Stored ETags go back as If-None-Match; 304 pages are replayed from the stored body, nothing changes."""
+    with DemoServer([DemoShop("s", "shopify", make_shopify_products(60, seed=15))]) as server:
+        register(factory, server, "s", platform="shopify")
+        settings = fast_settings(sqlite_url)
+        scrape(factory, settings, "s")
+        server.clear_requests()
+        again = scrape(factory, settings, "s")[0]
+        pages = [r for r in server.requests("s") if r.path == "/products.json"]
+    assert again.status == "ok" and again.unchanged == 60 and again.new == again.updated == 0
+    assert pages and all(r.status == 304 and r.headers.get("if-none-match") for r in pages)
+    with factory() as session:
+        run = session.get(ScrapeRun, again.run_id)
+        assert run is not None and run.pages_not_modified == len(pages) == 3
+
+
 def test_every_price_changed_creates_one_row_each(factory: sessionmaker[Session], sqlite_url: str) -> None:
     products = make_shopify_products(30, seed=5)
     with DemoServer([DemoShop("s", "shopify", products)]) as server:
