@@ -22,6 +22,8 @@ from coffee_scraper.demo.server import DemoServer, DemoShop
 from coffee_scraper.pipeline.run import run_many
 from coffee_scraper.settings import Settings
 
+from ._common import pg_database
+
 
 def serve(shops: list[DemoShop], conn: Connection) -> None:
     """Child process: serve the shops (own interpreter lock), report URLs, then request counts on demand."""
@@ -39,6 +41,7 @@ def main() -> None:
     p.add_argument("--per-page", type=int, default=20)
     p.add_argument("--latency", type=float, default=0.05)
     p.add_argument("--delay", type=float, default=0.25)
+    p.add_argument("--postgres", action="store_true", help="store into a fresh PostgreSQL database (127.0.0.1:5432)")
     a = p.parse_args()
     per_shop = a.per_page * (a.pages - 1) + a.per_page // 2  # last page short → exactly `pages` catalog pages
     shops = [
@@ -54,8 +57,8 @@ def main() -> None:
     server = mp.get_context("fork").Process(target=serve, args=(shops, child), daemon=True)
     server.start()
     urls: dict[str, Any] = parent.recv()
-    with tempfile.TemporaryDirectory() as tmp:
-        url = f"sqlite:///{Path(tmp) / 'crawl.db'}"
+    with tempfile.TemporaryDirectory() as tmp, pg_database() as pg:
+        url = pg if a.postgres and pg else f"sqlite:///{Path(tmp) / 'crawl.db'}"
         settings = Settings(
             database_url=url,
             allow_private_addresses=True,
@@ -81,6 +84,7 @@ def main() -> None:
     ok = sum(r.status == "ok" for r in reports)
     pages_bound = a.pages * (a.latency + a.delay)
     req_bound = requests * (a.latency + a.delay)
+    print(f"database={url.split(':', 1)[0]}")
     print(f"shops={a.shops} ok={ok} pages/shop={a.pages} requests/shop={requests} wall={wall:.2f}s")
     print(f"bound (catalog pages) = {pages_bound:.2f}s → ratio {wall / pages_bound:.2f}×")
     print(f"bound (all requests incl. robots.txt) = {req_bound:.2f}s → ratio {wall / req_bound:.2f}×")
