@@ -411,12 +411,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--store", help="only this gold file (stem, e.g. rosette-shopify or synthetic)")
     ap.add_argument(
         "--heldout",
-        action="store_true",
-        help="score the held-out set (tests/gold/heldout/), written without reading the normalizer; "
-        "no rule may be tuned on it",
+        nargs="?",
+        const="heldout",
+        metavar="SET",
+        help="score a held-out set instead (tests/gold/heldout/ or tests/gold/SET/), written without reading "
+        "the normalizer; heldout2 is the final measurement and no rule may be tuned on it",
     )
     args = ap.parse_args(argv)
-    cases, used, skipped = load_cases(gold_dir=GOLD_DIR / "heldout" if args.heldout else GOLD_DIR, only=args.store)
+    cases, used, skipped = load_cases(gold_dir=GOLD_DIR / args.heldout if args.heldout else GOLD_DIR, only=args.store)
     rep = evaluate(cases)
     rep.stores, rep.skipped = used, skipped
     if args.json:
