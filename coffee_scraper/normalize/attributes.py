@@ -136,10 +136,10 @@ _ROAST_AFTER = re.compile(
     r"|[\s\-]+(?:(?:cold\s+brew|espresso|filter|house)\s+)?blend\b",
     re.I,
 )
-_ROAST_LABEL = re.compile(r"roast(?:ing)?\s*(?:profile|level)?\s*[:\-–]\s*$", re.I)
+_ROAST_LABEL = re.compile(r"roast(?:ing)?\s*(?:profile|level|degree)?\s*[:：\-–—]\s*$", re.I)
 _ROAST_BEFORE = re.compile(
     r"(?:roast(?:ed|ing)?\s+(?:it\s+|this(?:\s+coffee)?\s+|them\s+|these\s+beans\s+)?(?:to\s+|at\s+)?"
-    r"(?:an?\s+|the\s+)?|roast\s*(?:profile|level)?\s*[:\-–]\s*)$",
+    r"(?:an?\s+|the\s+)?|roast\s*(?:profile|level|degree)?\s*[:：\-–—]\s*)$",
     re.I,
 )
 _ROAST_COMPARE = re.compile(r"(?:\bthan\s+(?:an?\s+|the\s+)?|\bas\s+\w+\s+as\s+(?:an?\s+|the\s+)?)$", re.I)
@@ -154,7 +154,8 @@ def _roast_in_text(v: Vocab, text: str, hits: list[Hit]) -> list[tuple[str | Non
     for start, end, matched, value in hits:
         after = text[end : end + 40]
         before = text[max(0, start - 40) : start]
-        follows = _ROAST_AFTER.match(after) is not None
+        # a Japanese roast degree (浅煎り, 深煎り) holds the word "roast" (煎り) itself
+        follows = "煎" in matched or _ROAST_AFTER.match(after) is not None
         label = _ROAST_LABEL.search(before) is not None
         if key_of(matched) in v.roast_needs_word and not (follows or label):
             continue
@@ -168,7 +169,7 @@ def _roast_in_text(v: Vocab, text: str, hits: list[Hit]) -> list[tuple[str | Non
 
 def _roast_tag(v: Vocab, tag: str) -> str | bool | None:
     """Level of a tag such as ``medium-roast`` / ``Roast: Dark``; False when the tag is not a roast tag."""
-    if "roast" not in tag.casefold():
+    if "roast" not in tag.casefold() and "煎り" not in tag:
         return False
     rest = _ROAST_WORD.sub(" ", tag)
     rest = _TAG_SEPARATORS.sub(" ", rest).strip()
@@ -249,7 +250,9 @@ def _process(v: Vocab, c: _Ctx, a: Attributes) -> None:
     )
     if is_blend:
         base |= {val for val, _w in _process_title_words(v, c.body) if val in v.process_base}
-    if is_blend and not special and (len(base) > 1 or _MULTI_PROCESS.search(c.body)):
+    # a blend / box naming several processes for its parts ("a Coorg washed, an Araku honey and a
+    # Nilgiris anaerobic") has none of its own; one modifier on one base ("anaerobic natural") is one
+    if is_blend and (len(base) > 1 or _MULTI_PROCESS.search(c.body)) and (not special or len(base | special) > 2):
         a.flags.append("mixed:process")
         return
     if not special and {"washed", "natural"} <= base and not base - {"washed", "natural"}:
@@ -325,12 +328,46 @@ def _chicory(c: _Ctx, a: Attributes) -> None:
 
 
 # --------------------------------------------------------------------------- origin
-_ESTATE_SUFFIX = r"(?:Estates?|Coffee\s+Collective|Collective|Village|Coffee\s+Plantations)"
+_ESTATE_SUFFIX = (
+    r"(?:Estates?|Coffee[ \t]+Collective|Collective|Village|Coffee[ \t]+Plantations|Cooperative|Co-?op|Farm|"
+    r"Washing[ \t]+Station|Micro-?mill)"
+)
 _CAP = r"[A-Z][\w’'.\-]*"
 _CAP_TAIL = r"[\w’'.\-]*"
-# "(?:{_CAP}\s+){0,3}{_CAP}" with the first capital pulled out in front: the same matches, but a
-# pattern that starts with a character class lets sre skip to capitals instead of trying everywhere
-_ESTATE_RE = re.compile(rf"([A-Z](?:{_CAP_TAIL}\s+[A-Z]){{0,3}}{_CAP_TAIL})\s+({_ESTATE_SUFFIX})\b")
+# A name is up to four capitalized words before the suffix, on the suffix's line; a suffix followed by
+# ":" is a label ("Estate: …"), not a name's end. Suffixes are rare, so they are found first and the
+# name is read back from the text just before each one.
+_ESTATE_SUFFIX_RE = re.compile(rf"{_ESTATE_SUFFIX}\b(?![ \t]*[:：])")
+_ESTATE_NAME_BEFORE = re.compile(rf"[A-Z]{_CAP_TAIL}(?:[ \t]+[A-Z]{_CAP_TAIL}){{0,3}}[ \t]+$")
+#: Spanish / Portuguese farm words that open a name: "Finca Nubes Altas", "Fazenda Santa Inês"
+_ESTATE_PREFIX_RE = re.compile(
+    r"((?:Finca|Hacienda|Fazenda|S[ií]tio)[ \t]+[A-Z][\w’'.\-]*"
+    r"(?:[ \t]+(?:(?:de|del|la|las|los|el|do|da|dos|das|y)[ \t]+)?[A-Z][\w’'.\-]*){0,3})"
+)
+#: a labelled line: "Estate: Gowri Estate, BR Hills", "Farm: La Esperanza", "Washing station Gatomboya"
+_ESTATE_LABEL_RE = re.compile(
+    r"[\n·•|][ \t]*(estate|farm|finca|hacienda|fazenda|washing[ \t]+station|station|producer|"
+    r"producers|cooperative|co-?op|micro-?mill|wet[ \t]+mill|mill)(?:[ \t]+name)?[ \t]*([:：\-–—]?)[ \t]*"
+    r"([^\n·•|]+)",
+    re.I,
+)
+#: where a labelled value ends: a comma, bracket, semicolon, spaced dash or " in "
+_ESTATE_VALUE_END = re.compile(r"[,;(/]|\s[\-–—]\s|\s+(?:in|near|at|by|on)\s")
+#: labels whose value is often a person ("Producer: Rodrigo Sánchez"): kept only when naming a farm
+_ESTATE_ORG_LABELS = frozenset({"producer", "producers", "station", "mill"})
+_ESTATE_ORG_WORD = re.compile(
+    r"\b(?:Estates?|Farms?|Finca|Hacienda|Fazenda|Cooperative|Co-?op|Collective|Washing\s+Station|"
+    r"Association|Union|Village|Micro-?mill)\b",
+    re.I,
+)
+_ESTATE_CONNECT = frozenset({"de", "del", "la", "las", "los", "el", "do", "da", "dos", "das", "y", "e", "of", "&"})
+_ESTATE_REJECT = frozenset(
+    {
+        "various", "multiple", "several", "many", "smallholders", "smallholder", "small", "local", "unknown",
+        "n/a", "na", "family", "families", "different", "our", "the", "single", "grown", "coffee", "farmers",
+        "producers", "mixed", "blend",
+    }
+)  # fmt: skip
 _ESTATE_STOP = frozenset(
     {
         "the", "our", "this", "a", "an", "from", "at", "in", "of", "single", "coffee", "and", "both", "each",
@@ -338,6 +375,7 @@ _ESTATE_STOP = frozenset(
         "old-world", "partner", "family", "same", "every", "another", "one", "two",
     }
 )  # fmt: skip
+_ESTATE_STRIP = re.compile(r"[ \t]+Estates?$")
 
 
 def _estate_name(words: str, suffix: str) -> str | None:
@@ -352,35 +390,125 @@ def _estate_name(words: str, suffix: str) -> str | None:
     return f"{name} {' '.join(suffix.split())}"
 
 
-def _estates_in(v: Vocab, text: str) -> list[tuple[int, int, str]]:
-    """(start, end, estate) of estate mentions: '<Name> Estate/Collective/…' and listed estate names."""
-    out: list[tuple[int, int, str]] = []
-    if not any(w in text for w in ("Estate", "Collective", "Village", "Plantations")):
+def _estate_mentions(text: str) -> list[tuple[int, int, str, str]]:
+    """(start, end, name words, suffix) of each '<Name> Estate/Collective/Farm/…' in ``text``.
+
+    The name is the run of one to four capitalized words right before the suffix, on its line, after
+    the previous mention (mentions never overlap).
+    """
+    out: list[tuple[int, int, str, str]] = []
+    if not _has_any(text, _ESTATE_SUFFIX_WORDS):
         return out
-    for m in _ESTATE_RE.finditer(text):
-        name = _estate_name(m.group(1), m.group(2))
+    last = 0
+    for sm in _ESTATE_SUFFIX_RE.finditer(text):
+        st = sm.start()
+        if st <= last or text[st - 1] not in " \t":
+            continue
+        nm = _ESTATE_NAME_BEFORE.search(text, max(last, st - 400), st)
+        if nm is not None:
+            out.append((nm.start(), sm.end(), nm.group(0).rstrip(" \t"), sm.group(0)))
+            last = sm.end()
+    return out
+
+
+def _estates_in(v: Vocab, text: str) -> list[tuple[int, int, str]]:
+    """(start, end, estate) of estate mentions: '<Name> Estate/Collective/Farm/…', 'Finca <Name>', …"""
+    out: list[tuple[int, int, str]] = []
+    for start, end, words, suffix in _estate_mentions(text):
+        name = _estate_name(words, suffix)
         if name:
-            known = v.estates.lookup(name)
-            out.append((m.start(), m.end(), known or name))
-    out.sort()
+            out.append((start, end, v.estates.lookup(name) or name))
+    if "Finca" in text or "Hacienda" in text or "Fazenda" in text or "tio " in text:  # "Sítio"/"Sitio"
+        for m in _ESTATE_PREFIX_RE.finditer(text):
+            if m.start() and (text[m.start() - 1].isalnum() or text[m.start() - 1] == "_"):
+                continue  # not a word start
+            if not any(s <= m.start() < e for s, e, _n in out):
+                out.append((m.start(), m.end(), m.group(1)))
+        out.sort()
+    return out
+
+
+_ESTATE_LABEL_WORDS = ("estate", "farm", "finca", "hacienda", "fazenda", "station", "producer", "co-op", "coop",
+                       "cooperative", "mill")  # fmt: skip
+_ESTATE_SUFFIX_WORDS = ("Estate", "Collective", "Village", "Plantations", "Cooperative", "Co-op", "Coop", "Farm",
+                        "Washing", "Micro")  # fmt: skip
+
+
+def _has_any(text: str, words: tuple[str, ...]) -> bool:
+    """Whether any of ``words`` occurs in ``text`` (a plain loop: cheaper than ``any`` over a generator)."""
+    for w in words:  # noqa: SIM110 - a generator in any() costs more than the whole check
+        if w in text:
+            return True
+    return False
+
+
+def _labelled_estates(v: Vocab, text: str, low: str | None = None) -> list[tuple[int, int, str]]:
+    """(start, end, estate) from labelled lines: "Estate: Gowri Estate, BR Hills" → "Gowri".
+
+    ``low`` is ``text.lower()`` when the caller has it.
+    """
+    out: list[tuple[int, int, str]] = []
+    if low is None:
+        low = text.lower()
+    if not _has_any(low, _ESTATE_LABEL_WORDS):
+        return out
+    padded = "\n" + text  # a label starts a line or follows a separator; offsets are one more
+    if "·" in text or "•" in text or "|" in text:
+        matches = list(_ESTATE_LABEL_RE.finditer(padded))
+    else:  # labels open lines only: try each line start instead of scanning the text
+        matches = []
+        pos = 0
+        while pos != -1:
+            m = _ESTATE_LABEL_RE.match(padded, pos)
+            if m:
+                matches.append(m)
+            pos = padded.find("\n", pos + 1)
+    for m in matches:
+        label = " ".join(m.group(1).casefold().split())
+        value = m.group(3)
+        end = _ESTATE_VALUE_END.search(value)
+        if end:
+            value = value[: end.start()]
+        value = value.strip(" \t.:;–—-")
+        words = value.split()
+        if not words or len(words) > 6 or not words[0][0].isupper():
+            continue
+        if not m.group(2) and len(words) > 4:  # a label without a colon heads a short value only
+            continue
+        if any(w.casefold() in _ESTATE_REJECT for w in words[:1]) or any(
+            not (w[0].isupper() or w[0].isdigit() or w.casefold() in _ESTATE_CONNECT) for w in words
+        ):
+            continue
+        if label in _ESTATE_ORG_LABELS and not _ESTATE_ORG_WORD.search(value):
+            continue  # "Producer: Rodrigo Sánchez" names a person
+        if v.geo.lookup(value) is not None:
+            continue  # "Farm: Huila" names a place, not a farm
+        name = _ESTATE_STRIP.sub("", value)
+        if name:
+            start = m.start(3) - 1
+            out.append((start, start + len(value), v.estates.lookup(name) or name))
     return out
 
 
 def _estate(v: Vocab, c: _Ctx, a: Attributes) -> list[tuple[int, int]]:
     """Fill estate; returns spans of estate mentions in the body (regions are not read from them)."""
     body_hits = c.estates_in(c.body)
+    labelled = _labelled_estates(v, c.body, c.body_low) if c.body else []
     title_hits = list(c.estates_in(c.title))
     if not title_hits:  # an estate the body names with "Estate" and the title names bare
         tkey = f" {key_of(c.title)} "
         low_title = " " + " ".join(w.casefold() for w in _WORD.findall(c.title)) + " "
-        for _s, _e, name in body_hits:
+        for _s, _e, name in [*labelled, *body_hits]:
             if f" {name.casefold()} " in low_title and tkey:
                 title_hits.append((0, 0, name))
-    spans = [(s, e) for s, e, _n in body_hits]
-    names = list(dict.fromkeys(n for _s, _e, n in title_hits))
-    source = "title"
+    spans = [(s, e) for s, e, _n in body_hits] + [(s, e) for s, e, _n in labelled]
+    names = _distinct_names(n for _s, _e, n in labelled)
+    source = c.body_source
     if not names:
-        names = list(dict.fromkeys(n for _s, _e, n in body_hits))
+        names = _distinct_names(n for _s, _e, n in title_hits)
+        source = "title"
+    if not names:
+        names = _distinct_names(n for _s, _e, n in body_hits)
         source = c.body_source
     if len(names) == 1:
         a.estate = names[0]
@@ -390,10 +518,18 @@ def _estate(v: Vocab, c: _Ctx, a: Attributes) -> list[tuple[int, int]]:
     return spans
 
 
+def _distinct_names(names: Iterator[str]) -> list[str]:
+    """Names in order, one per spelling key ("Finca Nubes Altas" twice is one name)."""
+    seen: dict[str, str] = {}
+    for n in names:
+        seen.setdefault(key_of(n), n)
+    return list(seen.values())
+
+
 _ADJ_NOUN = re.compile(r"\s+(?:specialty\s+|speciality\s+|grown\s+)?(?:coffee|arabica|robusta|beans?|origin)", re.I)
 _ORIGIN_CUE = re.compile(
     r"\b(?:from|origin|originating|grown|hails?|sourced|produced|cultivated|harvested|farm|region|estate|"
-    r"district|village|hills?|valley|in\s+the\s+heart\s+of)\b|[:,]\s*$",
+    r"district|village|hills?|valley|coast|slopes?|mountains?|highlands?|plateau|in\s+the\s+heart\s+of)\b|[:,]\s*$",
     re.I,
 )
 
@@ -456,6 +592,49 @@ def _region_country(
         a.evidence.extend(_ev("country", s, m) for code, s, m in countries if code == a.country)
     elif len(codes) > 1:
         a.flags.append("conflict:country")
+    if not names and a.country and a.country != "IN" and "conflict:region" not in a.flags:
+        _labelled_region(v, c, a)
+
+
+#: "Region: Kayanza, Burundi" / "Province — Kayanza": a labelled growing region (group 1 = the value)
+_REGION_LABEL = re.compile(
+    r"[\n·•|][ \t]*(?:growing[ \t]+)?(?:region|province|district|department|departamento|zone|"
+    r"county|prefecture|municipality)[ \t]*[:：\-–—][ \t]*([^\n·•|]+)",
+    re.I,
+)
+_REGION_VALUE_END = re.compile(r"[,;(/]|\s[\-–—]\s")
+_REGION_GENERIC = re.compile(r"[ \t]+(?:region|province|district|department|zone|county|area)$", re.I)
+_REGION_REJECT = frozenset(
+    {
+        "various", "multiple", "several", "mixed", "blend", "central", "south", "southern", "north", "northern",
+        "east", "eastern", "west", "western", "africa", "asia", "america", "americas", "latin", "unknown", "n/a",
+    }
+)  # fmt: skip
+
+
+def _labelled_region(v: Vocab, c: _Ctx, a: Attributes) -> None:
+    """A foreign region not in the vocabulary, from one "Region:" label (policy: regions by their own
+    names). Indian regions come only from the canonical list, so an Indian product never gets here."""
+    if not c.body or not any(w in c.body_low for w in ("region", "province", "district", "department", "zone",
+                                                        "county", "prefecture", "municipality")):  # fmt: skip
+        return
+    found: list[str] = []
+    for m in _REGION_LABEL.finditer("\n" + c.body):
+        value = m.group(1)
+        end = _REGION_VALUE_END.search(value)
+        if end:
+            value = value[: end.start()]
+        value = _REGION_GENERIC.sub("", value.strip(" \t.:;–—-"))
+        words = value.split()
+        if not words or len(words) > 4 or not all(w[0].isupper() or w.casefold() in _ESTATE_CONNECT for w in words):
+            continue
+        if any(w.casefold() in _REGION_REJECT for w in words) or v.geo.lookup(value) is not None:
+            continue  # a continent, a country or a state is not a growing region
+        if value not in found:
+            found.append(value)
+    if len(found) == 1:
+        a.region = found[0]
+        a.evidence.append(_ev("region", c.body_source, found[0]))
 
 
 # --------------------------------------------------------------------------- altitude
@@ -533,8 +712,85 @@ def _varieties(v: Vocab, c: _Ctx, a: Attributes) -> None:
 _NOTE_CUE = re.compile(
     r"\W(?:notes?|tones?|overtones?|flavou?rs?|flavou?red|hints?|aromas?|aftertaste|finish(?:es|ing)?|"
     r"tastes?|tasting|palate|reminiscent|layers?|layered|cup\s+profile|profile|undertones?|sweetness\s+of|"
-    r"bursting|expect|touch\s+of)\b"
+    r"bursting|expect|touch\s+of|in\s+the\s+cup|descriptors?)\b"
 )  # matched on lower-cased text
+#: what is left of a bare note list ("Cedar, Pipe tobacco, Dark cocoa.") once its notes are cut out
+_LIST_REST = re.compile(r"(?:[\s,.;:!&/+·•\-–—]|\band\b|\bor\b)*")
+_NOTE_SPACES = re.compile(r"[\s\-_]+")
+
+_NOTE = 1  # context kinds of a label
+_FIELD = 2
+
+
+class _NoteSentence:
+    """Tasting context of one body sentence: its labels, whether it cues notes, whether it is about farming.
+
+    ``cue`` and ``farm`` are worked out on first use: most note words sit under a label.
+    """
+
+    __slots__ = ("_cue", "_farm", "labels", "low", "padded", "spans", "vocab")
+
+    def __init__(self, v: Vocab, sent: str, spans: list[tuple[int, int]]) -> None:
+        self.vocab = v
+        self.spans = spans
+        self.low = low = sent.lower()
+        self.padded = padded = "\n" + low  # offsets in ``padded`` are one more than in the sentence
+        self._cue: bool | None = None
+        self._farm: bool | None = None
+        fl, nl = v.flavour_field_label, v.flavour_note_label
+        if ":" in low or "：" in low or "·" in low or "•" in low or "|" in low or ";" in low:
+            labels = [(m.end() - 1, _FIELD) for m in fl.finditer(padded)]
+            labels += [(m.end() - 1, _NOTE) for m in nl.finditer(padded)]
+            labels.sort()
+        else:  # no colon and no separator: a label can only open the sentence ("We taste …")
+            m = fl.match(padded) or nl.match(padded)
+            labels = [(m.end() - 1, _FIELD if m.re is fl else _NOTE)] if m else []
+        self.labels = labels
+
+    @property
+    def cue(self) -> bool:
+        """A note cue word in the sentence, or the sentence is a bare list of notes."""
+        if self._cue is None:
+            cue = _NOTE_CUE.search(self.padded) is not None
+            if not cue and self.spans:
+                rest, pos = [], 0
+                for s, e in self.spans:
+                    rest.append(self.low[pos:s])
+                    pos = e
+                rest.append(self.low[pos:])
+                cue = _LIST_REST.fullmatch("".join(rest)) is not None
+            self._cue = cue
+        return self._cue
+
+    @property
+    def farm(self) -> bool:
+        """Growing / processing words in the sentence ("shade", "intercropped", "made from")."""
+        if self._farm is None:
+            self._farm = self.vocab.flavour_farm_context.search(" " + self.low) is not None
+        return self._farm
+
+    def context(self, pos: int) -> int:
+        """_NOTE, _FIELD or 0 (no label) for a note word at ``pos`` of the sentence."""
+        kind, end = 0, 0
+        for e, k in self.labels:
+            if e > pos:
+                break
+            kind, end = k, e
+        if kind == _FIELD and _NOTE_CUE.search(" " + self.low[end:pos]):  # "Roast: light, notes of plum"
+            return _NOTE
+        return kind
+
+
+def _stated_note(v: Vocab, note: str, matched: str) -> str:
+    """The note as the product spells it, for notes whose spellings differ in spacing only."""
+    if note not in v.flavour_as_stated:
+        return note
+    low = _NOTE_SPACES.sub(" ", matched.casefold()).strip()
+    want = key_of(note)
+    for cand in (low, low[:-3] + "y" if low.endswith("ies") else "", low[:-2], low[:-1]):
+        if cand and key_of(cand) == want:
+            return cand
+    return note
 
 
 def _tasting_notes(v: Vocab, c: _Ctx, a: Attributes) -> None:
@@ -542,40 +798,49 @@ def _tasting_notes(v: Vocab, c: _Ctx, a: Attributes) -> None:
     body = c.body
     hits = c.hits(body)["flavours"] if body else []
     if hits:
-        # sentence spans, and whether each sentence is a tasting context
         bounds = c.bounds
         list_only = v.flavour_list_only
         not_after = v.flavour_not_after
         not_before = v.flavour_not_before
-        cues = [False] * len(bounds)
-        if any(h[3] in list_only for h in hits):  # only list-only notes need the cue words
-            for cm in _NOTE_CUE.finditer(" " + c.body_low):
-                cues[c.sentence_of(cm.start())] = True  # the padded match starts where the word does
-        for s, e, m, note in hits:
-            i = bisect_right(bounds, s) - 1
+        by_sent: dict[int, list[Hit]] = {}
+        for h in hits:
+            by_sent.setdefault(bisect_right(bounds, h[0]) - 1, []).append(h)
+        for i, sent_hits in by_sent.items():
             sent_start = bounds[i]
-            if note in list_only and not cues[i]:
-                continue
-            prev = body[max(sent_start, s - 12) : s].split()
-            if prev and prev[-1].casefold() in not_after:
-                continue
-            tail = body[e : e + 20].casefold().lstrip(" -")
-            if tail.startswith(not_before):
-                continue
-            if note in list_only and tail.startswith(("coffee", "were ", "are ", "was ", "is ")):
-                continue
-            if note not in out:
-                out.append(note)
-                a.evidence.append(_ev("tasting_notes", c.body_source, m))
+            sent = body[sent_start : bounds[i + 1]]
+            ctx = _NoteSentence(v, sent, [(s - sent_start, e - sent_start) for s, e, _m, _n in sent_hits])
+            for s, e, m, note in sent_hits:
+                kind = ctx.context(s - sent_start) if ctx.labels else 0
+                if kind == _FIELD:
+                    continue  # "Process: co-fermented with lychee pulp"
+                if kind != _NOTE and not ctx.cue and (note in list_only or ctx.farm):
+                    continue
+                prev = body[max(sent_start, s - 12) : s].split()
+                if prev and prev[-1].casefold() in not_after:
+                    continue
+                tail = body[e : e + 20].casefold().lstrip(" -")
+                if tail.startswith(not_before):
+                    continue
+                if note in list_only and tail.startswith(("coffee", "were ", "are ", "was ", "is ")):
+                    continue
+                note = _stated_note(v, note, m)
+                if note not in out:
+                    out.append(note)
+                    a.evidence.append(_ev("tasting_notes", c.body_source, m))
     for tag in c.tags:
         t = tag.strip()
         low = t.casefold()
-        if low.startswith(v.flavour_tag_prefixes):  # then strip the first prefix that matches
+        prefixed = low.startswith(v.flavour_tag_prefixes)
+        if prefixed:  # then strip the first prefix that matches
             for p in v.flavour_tag_prefixes:
                 if low.startswith(p):
                     t = t[len(p) :]
                     break
         note = v.flavours.lookup(t)
+        if note and not prefixed and (v.process.lookup(t) or v.process_title_words.get(low)):
+            continue  # a bare tag "honey" / "cherry" that is a process word names the process
+        if note:
+            note = _stated_note(v, note, t)
         if note and note not in out:
             out.append(note)
             a.evidence.append(_ev("tasting_notes", "tags", tag))
@@ -609,7 +874,11 @@ def _decaf(c: _Ctx, a: Attributes) -> None:
 
 
 # --------------------------------------------------------------------------- name_clean
-_NC_SCORE = re.compile(r"\(?\s*\bSCA\s*(?:score\s*)?:?\s*\d{2}(?:\.\d+)?\s*\+?\s*\)?", re.I)
+_NC_SCORE = re.compile(
+    r"\(?\s*\bSCA\s*(?:score\s*)?:?\s*\d{2}(?:\.\d+)?\s*\+?\s*\)?"
+    r"|\(?\s*\b(?:score\s*:?\s*)?[89]\d(?:\.\d+)?\s*\+?\s*(?:pts|points|point)\b\.?\s*\)?",
+    re.I,
+)
 _W_UNIT = r"(?:kgs?|g|gm|gms|grams?|gr|oz|lbs?|ml)"
 _NC_WEIGHT = re.compile(
     rf"\(?\s*\b(?:\d+\s*[x×]\s*)?\d+(?:[.,]\d+)?\s*{_W_UNIT}\b(?:\s*[x×]\s*\d+\b)?\s*(?:each\s*)?\)?", re.I

@@ -221,6 +221,27 @@ def _ascii_words_regex(words: Iterable[str]) -> re.Pattern[str]:
     return re.compile(rf"(?<![A-Za-z])(?:{body})(?![A-Za-z])", re.IGNORECASE | re.ASCII)
 
 
+def _phrase_alts(phrases: Iterable[str]) -> str:
+    """Regex source matching any of the (lower-case) phrases, as a character trie (see ``_trie_regex``):
+    spaces and dashes between a phrase's words are optional runs of separators."""
+    return _trie_regex(str(p).casefold() for p in phrases if str(p).strip()) or "(?!)"
+
+
+def _label_regex(labels: Iterable[str]) -> re.Pattern[str]:
+    """A field label: at a line start (then a colon or dash is optional) or anywhere before a colon.
+
+    Matched on ``"\\n" + lower-cased text`` (every match consumes the character before its label, so
+    sre skips ahead on a character class): group 1 or 2 is the label, ``end() - 1`` its end in the text.
+    """
+    body = _phrase_alts(labels)
+    return re.compile(rf"\W(?:(?<=[\n·•|;])[ \t]*({body})\b(?:[ \t]*[:：\-–—]|(?=[ \t]))|({body})[ \t]*[:：])")
+
+
+def _words_regex(phrases: Iterable[str]) -> re.Pattern[str]:
+    """Whole-word matcher of phrases on ``" " + lower-cased text`` (consumes the character before)."""
+    return re.compile(rf"\W(?:{_phrase_alts(phrases)})(?![\w\-])")
+
+
 @dataclass(frozen=True)
 class Region:
     name: str
@@ -258,6 +279,14 @@ class Vocab:
     flavour_not_before: tuple[str, ...]
     flavour_not_after: frozenset[str]
     flavour_tag_prefixes: tuple[str, ...]
+    #: notes output as the product spells them ("red currant" / "redcurrant")
+    flavour_as_stated: frozenset[str]
+    #: a line start / "<label>:" naming a field that holds no notes ("Process:"); group 1 = the label
+    flavour_field_label: re.Pattern[str]
+    #: a label that opens a note list ("Tasting notes:", "We taste", "In the cup:")
+    flavour_note_label: re.Pattern[str]
+    #: growing / processing context words ("shade", "intercropped", "made from")
+    flavour_farm_context: re.Pattern[str]
     geo: PhraseMatcher  # regions, countries, states and adjectives in one scan: value (kind, value)
     #: the TEXT_VOCABS matchers in one pass (attributes.py scans each distinct text once with it)
     text_scan: MultiScan
@@ -426,6 +455,10 @@ def get_vocab() -> Vocab:
         flavour_not_before=tuple(fl.get("not_before", [])),
         flavour_not_after=frozenset(fl.get("not_after", [])),
         flavour_tag_prefixes=tuple(fl.get("tag_prefixes", [])),
+        flavour_as_stated=frozenset(fl.get("as_stated", [])),
+        flavour_field_label=_label_regex(fl.get("field_labels", [])),
+        flavour_note_label=_label_regex(fl.get("note_labels", [])),
+        flavour_farm_context=_words_regex(fl.get("farm_context", [])),
         noncoffee=nc_matchers,
         noncoffee_types=frozenset(key_of(t) for t in nc["noncoffee_types"]),
         coffee_types=frozenset(key_of(t) for t in nc["coffee_types"]),
