@@ -1,0 +1,98 @@
+"""Every Prometheus metric of coffee-scraper, declared once (prefix ``coffee_scraper_``).
+
+Code elsewhere imports these objects and updates them; alert rules and dashboards refer to the NAMES below.
+Nothing here measures anything by itself except the system collector (psutil), which reads live values.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+PREFIX = "coffee_scraper"
+
+# One registry for the app; tests may build their own with ``build_registry()``.
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+# --- fetching (storefronts) -------------------------------------------------------------------------
+FETCH_REQUESTS = Counter(
+    f"{PREFIX}_fetch_requests_total",
+    "HTTP requests to shops by result (ok, not_modified, retry, error, rate_limited, blocked).",
+    ["roaster", "platform", "result"],
+    registry=REGISTRY,
+)
+FETCH_DURATION = Histogram(
+    f"{PREFIX}_fetch_duration_seconds",
+    "Latency of one HTTP exchange with a shop.",
+    ["roaster"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+    registry=REGISTRY,
+)
+FETCH_BYTES = Counter(f"{PREFIX}_fetch_bytes_total", "Response bytes read from shops.", ["roaster"], registry=REGISTRY)
+FETCH_RETRIES = Counter(
+    f"{PREFIX}_fetch_retries_total", "Requests retried (429/5xx/timeouts).", ["roaster"], registry=REGISTRY
+)
+FETCH_RATE_LIMITED = Counter(
+    f"{PREFIX}_fetch_rate_limited_total", "429 answers received from shops.", ["roaster"], registry=REGISTRY
+)
+CIRCUIT_STATE = Gauge(
+    f"{PREFIX}_circuit_state",
+    "Circuit breaker per shop: 0 closed, 1 half-open, 2 open.",
+    ["roaster"],
+    registry=REGISTRY,
+)
+
+# --- pipeline -----------------------------------------------------------------------------------------
+PRODUCTS_PROCESSED = Counter(
+    f"{PREFIX}_products_processed_total",
+    "Products handled by a run, by outcome (stored, unchanged, quarantined, review).",
+    ["roaster", "outcome"],
+    registry=REGISTRY,
+)
+VALIDATION_ERRORS = Counter(
+    f"{PREFIX}_validation_errors_total",
+    "Products that failed validation (quarantined).",
+    ["roaster"],
+    registry=REGISTRY,
+)
+STORAGE_OPERATIONS = Counter(
+    f"{PREFIX}_storage_operations_total",
+    "Storage writes and other remote calls by operation and result (ok, error): the runbook's 'RPC' error rate.",
+    ["operation", "result"],
+    registry=REGISTRY,
+)
+RUNS = Counter(
+    f"{PREFIX}_runs_total",
+    "Roaster runs finished, by mode and status.",
+    ["roaster", "mode", "status"],
+    registry=REGISTRY,
+)
+RUN_DURATION = Histogram(
+    f"{PREFIX}_run_duration_seconds",
+    "Wall time of one roaster run.",
+    ["mode"],
+    buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600),
+    registry=REGISTRY,
+)
+LAST_SUCCESS = Gauge(
+    f"{PREFIX}_last_success_timestamp_seconds",
+    "Unix time of the roaster's last run with status ok.",
+    ["roaster"],
+    registry=REGISTRY,
+)
+
+# --- jobs, notifications, incidents, heartbeats (filled by later components) ---------------------------
+QUEUE_DEPTH = Gauge(f"{PREFIX}_queue_depth", "Jobs waiting, per queue.", ["queue"], registry=REGISTRY)
+JOBS = Counter(f"{PREFIX}_jobs_total", "Jobs finished, per queue and outcome.", ["queue", "outcome"], registry=REGISTRY)
+NOTIFICATIONS = Counter(
+    f"{PREFIX}_notifications_total",
+    "Notifications sent, per channel and result.",
+    ["channel", "result"],
+    registry=REGISTRY,
+)
+OPEN_INCIDENTS = Gauge(f"{PREFIX}_open_incidents", "Open incidents per severity.", ["severity"], registry=REGISTRY)
+HEARTBEAT = Gauge(
+    f"{PREFIX}_heartbeat_timestamp_seconds",
+    "Unix time of the last heartbeat per component (scheduler, worker-N, watchdog).",
+    ["component"],
+    registry=REGISTRY,
+)
