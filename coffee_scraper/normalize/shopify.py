@@ -9,17 +9,9 @@ from typing import Any
 
 from .intermediate import RawProduct, RawVariant
 from .money import decimal_to_minor
-from .text import clean_inline, html_to_text
+from .text import clean_inline, html_to_text, scalar_text
 
 __all__ = ["clear_options_cache", "shopify_to_raw"]
-
-
-def _s(value: object) -> str:
-    if isinstance(value, bool) or value is None:
-        return ""
-    if isinstance(value, (str, int)):
-        return str(value)
-    return ""
 
 
 def _tags(value: object) -> list[str]:
@@ -112,7 +104,7 @@ def shopify_to_raw(p: dict[str, Any], currency: str) -> RawProduct:
             vid = get("id")
             variants.append(
                 RawVariant(
-                    (str(vid) if type(vid) is int else _s(vid)) or f"{_s(product_id)}:{i}",
+                    (str(vid) if type(vid) is int else scalar_text(vid)) or f"{scalar_text(product_id)}:{i}",
                     title,
                     opts,
                     price,
@@ -123,7 +115,7 @@ def shopify_to_raw(p: dict[str, Any], currency: str) -> RawProduct:
     ptype = clean_inline(p.get("product_type"))
     return RawProduct(
         platform="shopify",
-        product_id=_s(p.get("id")),
+        product_id=scalar_text(p.get("id")),
         title=clean_inline(p.get("title")),
         body=html_to_text(p.get("body_html")),
         body_source="body_html",

@@ -10,7 +10,7 @@ import re
 
 from selectolax.lexbor import LexborHTMLParser
 
-__all__ = ["MAX_TEXT", "clean_inline", "clear_inline_cache", "html_to_text"]
+__all__ = ["MAX_TEXT", "clean_inline", "clear_inline_cache", "html_to_text", "scalar_text"]
 
 #: inputs longer than this (characters) are cut before parsing: product pages are never this long
 MAX_TEXT = 200_000
@@ -149,3 +149,12 @@ def _normalize_ws(text: str) -> str:
     out.extend(s for s in (line.strip() for line in lines[1:last]) if s)
     out.append(lines[last].lstrip())
     return "\n".join(out).strip()
+
+
+def scalar_text(value: object) -> str:
+    """A platform id or code as text: strings and integers as they are, anything else (bool, None, …) empty."""
+    if isinstance(value, bool) or value is None:
+        return ""
+    if isinstance(value, (str, int)):
+        return str(value)
+    return ""

@@ -9,17 +9,9 @@ from typing import Any
 
 from .intermediate import RawProduct, RawVariant
 from .money import rescale_minor
-from .text import clean_inline, html_to_text
+from .text import clean_inline, html_to_text, scalar_text
 
 __all__ = ["woo_currency", "woo_to_raw"]
-
-
-def _s(value: object) -> str:
-    if isinstance(value, bool) or value is None:
-        return ""
-    if isinstance(value, (str, int)):
-        return str(value)
-    return ""
 
 
 def _names(value: object) -> list[str]:
@@ -36,7 +28,7 @@ def _names(value: object) -> list[str]:
 def _term_pair(name: object, value: object, terms: dict[str, dict[str, str]]) -> tuple[str, str]:
     """(attribute name, term name) of one variation attribute (its value is the term's slug)."""
     aname = clean_inline(name)
-    slug = _s(value)
+    slug = scalar_text(value)
     return aname, terms.get(aname.casefold(), {}).get(slug) or clean_inline(slug)
 
 
@@ -82,7 +74,7 @@ def woo_to_raw(p: dict[str, Any], fallback_currency: str | None) -> RawProduct:
             if isinstance(tl, list):
                 for t in tl[:1000]:
                     if isinstance(t, dict):
-                        slug = _s(t.get("slug"))
+                        slug = scalar_text(t.get("slug"))
                         tname = clean_inline(t.get("name"))
                         if slug:
                             tmap[slug] = tname or slug
@@ -98,7 +90,7 @@ def woo_to_raw(p: dict[str, Any], fallback_currency: str | None) -> RawProduct:
     if isinstance(vars_, list) and vars_:
         if prices.get("price_range"):
             flags.append("variation_price_from_parent_range")
-        product_id = _s(p.get("id"))
+        product_id = scalar_text(p.get("id"))
         for i, var in enumerate(vars_):
             if not isinstance(var, dict):
                 continue
@@ -123,7 +115,7 @@ def woo_to_raw(p: dict[str, Any], fallback_currency: str | None) -> RawProduct:
             vid = var.get("id")
             variants.append(
                 RawVariant(
-                    (str(vid) if type(vid) is int else _s(vid)) or f"{product_id}:{i}",
+                    (str(vid) if type(vid) is int else scalar_text(vid)) or f"{product_id}:{i}",
                     " / ".join([v for _n, v in opts if v]) or "Default Title",
                     tuple(opts),
                     price,
@@ -134,7 +126,7 @@ def woo_to_raw(p: dict[str, Any], fallback_currency: str | None) -> RawProduct:
     if not variants:
         variants.append(
             RawVariant(
-                id=_s(p.get("id")),
+                id=scalar_text(p.get("id")),
                 title="Default Title",
                 options=(),
                 price_minor=price,
@@ -149,7 +141,7 @@ def woo_to_raw(p: dict[str, Any], fallback_currency: str | None) -> RawProduct:
         body = "\n".join([body, *extra_lines]) if body else "\n".join(extra_lines)
     return RawProduct(
         platform="woocommerce",
-        product_id=_s(p.get("id")),
+        product_id=scalar_text(p.get("id")),
         title=clean_inline(p.get("name")),
         body=body,
         body_source="description",
