@@ -689,6 +689,56 @@ def demo(
     raise typer.Exit(code)
 
 
+# --- serve ----------------------------------------------------------------------------------------
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port to listen on.")] = 8000,
+) -> None:
+    """Serve /metrics (Prometheus), /health and /health/ready over HTTP until interrupted."""
+    import logging
+
+    import uvicorn
+
+    from coffee_scraper.web import create_app
+
+    s = settings()
+    with database():  # migrated to the newest schema first, like every other command
+        pass
+    # uvicorn's own messages (startup, errors) go to the app log too; per-request access lines do not
+    logging.getLogger("uvicorn").handlers = list(logging.getLogger("coffee_scraper").handlers)
+    get_logger("app").info("serve_start", host=host, port=port, database=_masked(s.database_url))
+    err.print(f"serving http://{host}:{port}/metrics, /health and /health/ready (Ctrl-C stops)", highlight=False)
+    try:
+        uvicorn.run(create_app(s), host=host, port=port, log_config=None, access_log=False)
+    except OSError as exc:
+        raise fail(f"cannot listen on {host}:{port}: {exc}") from exc
+    get_logger("app").info("serve_stop", host=host, port=port)
+
+
+# --- export ---------------------------------------------------------------------------------------
+
+export_app = typer.Typer(help="Export generated artifacts (Prometheus alerting rules).", no_args_is_help=True)
+app.add_typer(export_app, name="export")
+
+
+@export_app.command("prometheus-rules")
+def export_prometheus_rules(
+    out_path: Annotated[
+        Path, typer.Option("--out", help="rules.yml to write; rules_test.yml (promtool tests) goes next to it.")
+    ] = Path("deploy/prometheus/rules.yml"),
+) -> None:
+    """Write the runbook's alert rules (incidents/alert_config.py) as Prometheus rules plus their promtool tests."""
+    from coffee_scraper.incidents.alert_config import AlertSettings, load_alert_config
+    from coffee_scraper.incidents.prometheus_rules import write_files
+
+    alert_settings = AlertSettings()
+    rules, tests = write_files(load_alert_config(alert_settings), out_path, job=alert_settings.prometheus_job)
+    out.print(f"wrote {rules} and {tests}; check with: promtool test rules {tests}", highlight=False)
+
+
 def main() -> None:
     try:
         app()

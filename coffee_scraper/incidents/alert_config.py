@@ -241,6 +241,10 @@ NOTIFY = f"{m.PREFIX}_notifications_total"
 CIRCUIT = f"{m.PREFIX}_circuit_state"
 LAST_SUCCESS = f"{m.PREFIX}_last_success_timestamp_seconds"
 HEARTBEAT = f"{m.PREFIX}_heartbeat_timestamp_seconds"
+HOST_DISK = f"{m.PREFIX}_host_disk_usage_ratio"  # psutil, per watched path (observability/system.py)
+HOST_MEMORY = f"{m.PREFIX}_host_memory_usage_ratio"
+DISK = f"max by (path) ({HOST_DISK})"
+MEMORY = f"max({HOST_MEMORY})"
 FETCH_FAILED = 'result=~"error|blocked"'  # retry/rate_limited are intermediate; not_modified is a success
 CIRCUIT_OPEN = 2
 QUARANTINED = 'outcome="quarantined"'
@@ -327,13 +331,13 @@ def load_alert_config(settings: AlertSettings | None = None) -> AlertConfig:
         AlertRule(
             "DiskUsageCritical", "Disk Usage Critical", Severity.P0, s.disk_critical_ratio, ">", "ratio", "5m", "5m",
             "Disk usage critical", f"Disk usage above {_pct(s.disk_critical_ratio)}.",
-            url(Severity.P0), watchdog_only=True, needs_metric=f"{m.PREFIX}_host_disk_usage_ratio",
+            url(Severity.P0), expr=f"{DISK} > {_num(s.disk_critical_ratio)}",
         ),
         AlertRule(
             "MemoryExhaustion", "Memory Exhaustion", Severity.P0, s.memory_exhaustion_ratio, ">", "ratio", "1m",
             "1m", "System out of memory",
             f"Memory usage above {_pct(s.memory_exhaustion_ratio)} or an OOM kill was observed.",
-            url(Severity.P0), watchdog_only=True, needs_metric=f"{m.PREFIX}_host_memory_usage_ratio",
+            url(Severity.P0), expr=f"{MEMORY} > {_num(s.memory_exhaustion_ratio)}",
         ),
         # --- P1 ------------------------------------------------------------------------------------
         AlertRule(
@@ -367,15 +371,15 @@ def load_alert_config(settings: AlertSettings | None = None) -> AlertConfig:
         AlertRule(
             "MemoryUsageHigh", "Memory Usage High", Severity.P1, s.memory_high_ratio, "between", "ratio", "5m", "5m",
             "Memory usage high", f"Memory usage above {_pct(s.memory_high_ratio)}.",
-            url(Severity.P1), upper=s.memory_exhaustion_ratio, watchdog_only=True,
-            needs_metric=f"{m.PREFIX}_host_memory_usage_ratio",
+            url(Severity.P1), upper=s.memory_exhaustion_ratio,
+            expr=f"{MEMORY} > {_num(s.memory_high_ratio)} <= {_num(s.memory_exhaustion_ratio)}",
         ),
         AlertRule(
             "DiskUsageWarning", "Disk Usage Warning", Severity.P1, s.disk_warning_ratio, "between", "ratio", "5m",
             "5m", "Disk usage warning",
             f"Disk usage {_pct(s.disk_warning_ratio)}-{_pct(s.disk_critical_ratio)}.",
-            url(Severity.P1), upper=s.disk_critical_ratio, watchdog_only=True,
-            needs_metric=f"{m.PREFIX}_host_disk_usage_ratio",
+            url(Severity.P1), upper=s.disk_critical_ratio,
+            expr=f"{DISK} > {_num(s.disk_warning_ratio)} <= {_num(s.disk_critical_ratio)}",
         ),
         AlertRule(
             "ExternalServiceFailures", "External Service Failures", Severity.P1, s.external_open_circuit_ratio, ">",
@@ -437,8 +441,8 @@ def load_alert_config(settings: AlertSettings | None = None) -> AlertConfig:
             "MemoryPressure", "Resource Constraints", Severity.P2, s.memory_pressure_ratio, "between", "ratio",
             "15m", "15m", "Memory pressure",
             f"Memory usage {_pct(s.memory_pressure_ratio)}-{_pct(s.memory_high_ratio)} for 15 minutes.",
-            url(Severity.P2), upper=s.memory_high_ratio, watchdog_only=True,
-            needs_metric=f"{m.PREFIX}_host_memory_usage_ratio",
+            url(Severity.P2), upper=s.memory_high_ratio,
+            expr=f"{MEMORY} > {_num(s.memory_pressure_ratio)} <= {_num(s.memory_high_ratio)}",
         ),
         AlertRule(
             "PriceReviewSpike", "Data Quality Issues", Severity.P2, s.review_ratio, ">", "ratio", "6h", "30m",

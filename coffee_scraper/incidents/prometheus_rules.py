@@ -289,6 +289,15 @@ def _cases(rule: AlertRule, job: str) -> list[Case]:
             Case(True, [(ls, f"{past}x{n}")], n, labels, value=float(n * 60 - past)),
             Case(False, [(ls, _ramp(60, n))], n, labels),
         ]
+    if rule.id in ("DiskUsageCritical", "DiskUsageWarning", "MemoryExhaustion", "MemoryUsageHigh", "MemoryPressure"):
+        n = for_min + 5
+        disk = rule.id.startswith("Disk")
+        gauge = f'{ac.HOST_DISK}{{path="/"}}' if disk else ac.HOST_MEMORY
+        labels = {"path": "/"} if disk else {}
+        return [
+            Case(fires, [(gauge, f"{ac._num(v)}x{n}")], n, labels, value=v)
+            for fires, v in ((True, round(fire, 4)), (False, round(quiet, 4)))
+        ]
     raise ValueError(f"no promtool test inputs defined for exported rule {rule.id}")
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from coffee_scraper.observability.system import SystemCollector
+
 PREFIX = "coffee_scraper"
 
 # One registry for the app; tests may build their own with ``build_registry()``.
@@ -96,3 +98,7 @@ HEARTBEAT = Gauge(
     ["component"],
     registry=REGISTRY,
 )
+
+# --- process and host (live psutil readings at scrape time; see system.py) -----------------------------
+SYSTEM = SystemCollector(PREFIX)
+REGISTRY.register(SYSTEM)

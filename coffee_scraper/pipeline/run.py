@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,6 +21,7 @@ from coffee_scraper.catalog.db import session_scope
 from coffee_scraper.catalog.models import Roaster, ScrapeRun, utcnow
 from coffee_scraper.normalize import content_hash, normalize_product
 from coffee_scraper.normalize.models import NormalizeResult
+from coffee_scraper.observability import instrument
 from coffee_scraper.pipeline.validate import product_id_of, validate_product
 from coffee_scraper.settings import Settings
 from coffee_scraper.storefronts import Fetcher, detect_platform, iter_catalog, shopify
@@ -103,10 +105,12 @@ class PageProcessor:
         self, number: int, products: Sequence[Any], fetched_artifact: Callable[[Session], int | None]
     ) -> service.UpsertStats:
         """One page in one transaction: artifact, quarantines, upserts and run counters together."""
-        with session_scope(self.factory) as session:
+        invalid = broken = 0
+        with instrument.storage_operation("page_commit"), session_scope(self.factory) as session:
             roaster = session.get(Roaster, self.roaster_id)
             run = session.get(ScrapeRun, self.run_id)
             assert roaster is not None and run is not None
+            roaster_name = roaster.name
             artifact_id = fetched_artifact(session)
             valid: list[tuple[str, Any]] = []
             for raw in products:
@@ -119,6 +123,7 @@ class PageProcessor:
                         session, run=run, artifact_id=artifact_id, platform_product_id=pid, reason=reason, raw=raw
                     )
                     self.report_errors.append(_error("quarantined", f"product {pid or '?'} on page {number}: {reason}"))
+                    invalid += 1
                     continue
                 assert pid is not None
                 self.seen_ids.add(pid)
@@ -143,6 +148,7 @@ class PageProcessor:
                         reason=f"normalizer error: {type(exc).__name__}: {exc}",
                         raw=raw,
                     )
+                    broken += 1
                     continue
                 items.append((result, hashes[pid]))
             stats = service.upsert_products(
@@ -162,6 +168,14 @@ class PageProcessor:
             run.products_unchanged += stats.unchanged + len(unchanged)
             run.price_changes += stats.price_changes
             run.reviews_flagged += stats.reviews
+        instrument.record_page(
+            roaster_name,
+            stored=stats.new + stats.updated,
+            unchanged=stats.unchanged + len(unchanged),
+            quarantined=invalid + broken,
+            invalid=invalid,
+            reviews=stats.reviews,
+        )
         return stats
 
 
@@ -194,12 +208,14 @@ async def run_roaster(
         return await _finish(factory, report, roaster_id, state=None, started=started, loop_time=loop.time, now=now)
 
     shop = fetcher.shop(base_url, state=state, delay_s=delay_s, concurrency=concurrency)
+    instrument.label_shop(shop.origin, name, platform)
     complete = False
     processor: PageProcessor | None = None
     try:
         if platform == "auto":
             platform = await detect_platform(shop)
         report.platform = platform
+        instrument.label_shop(shop.origin, name, platform)
         expected_count: int | None = None
         if platform == "shopify":
             meta = await shopify.fetch_meta(shop)
@@ -312,7 +328,7 @@ async def _finish(
 ) -> RunReport:
     report.duration_s = round(loop_time() - started, 3)
     finished = now()
-    with session_scope(factory) as session:
+    with instrument.storage_operation("run_finish"), session_scope(factory) as session:
         run = session.get(ScrapeRun, report.run_id)
         roaster = session.get(Roaster, roaster_id)
         assert run is not None and roaster is not None
@@ -339,6 +355,15 @@ async def _finish(
             roaster.consecutive_failed_runs = 0
         elif report.status == "fail":
             roaster.consecutive_failed_runs += 1
+        circuit_state = roaster.circuit_state
+    instrument.record_run(
+        report.roaster,
+        mode=report.mode,
+        status=report.status,
+        duration_s=report.duration_s,
+        finished_at=time.time(),
+        circuit_state=circuit_state,
+    )
     return report
 
 
@@ -355,7 +380,9 @@ async def run_many(
 ) -> list[RunReport]:
     """Run several roasters concurrently (the fetcher's global cap bounds shops in flight)."""
     # conditional requests: validators of earlier answers come from the stored raw artifacts
-    make = fetcher_factory or (lambda: Fetcher(settings, cache=service.ArtifactCache(factory)))
+    make = fetcher_factory or (
+        lambda: Fetcher(settings, cache=service.ArtifactCache(factory), on_event=instrument.record_request_event)
+    )
     async with make() as fetcher:
 
         async def one(name: str) -> RunReport:
@@ -379,6 +406,7 @@ def replay_run(
     now: Callable[[], datetime] = utcnow,
 ) -> RunReport:
     """Re-normalize a run's stored pages into the catalog as a new run (mode 'replay'); no network."""
+    started = time.monotonic()
     with session_scope(factory) as session:
         source = session.get(ScrapeRun, run_id)
         if source is None:
@@ -416,7 +444,7 @@ def replay_run(
         report.pages += 1
     report.errors.extend(processor.report_errors)
     report.status = "ok" if not report.errors else "partial"
-    with session_scope(factory) as session:
+    with instrument.storage_operation("run_finish"), session_scope(factory) as session:
         replayed = session.get(ScrapeRun, new_run_id)
         assert replayed is not None
         replayed.status, replayed.finished_at = report.status, now()
@@ -424,6 +452,14 @@ def replay_run(
         report.products_seen, report.new = replayed.products_seen, replayed.products_new
         report.updated, report.unchanged = replayed.products_updated, replayed.products_unchanged
         report.quarantined, report.price_changes = replayed.products_quarantined, replayed.price_changes
+    instrument.record_run(
+        name,
+        mode="replay",
+        status=report.status,
+        duration_s=time.monotonic() - started,
+        finished_at=time.time(),
+        circuit_state=None,
+    )
     return report
 
 

@@ -1,0 +1,130 @@
+"""The operators' HTTP endpoints: Prometheus metrics, liveness and readiness (``coffee-scraper serve``).
+
+* ``GET /metrics`` — Prometheus text exposition of ``observability.metrics.REGISTRY`` (including the live
+  psutil gauges), with prometheus_client's Content-Type.
+* ``GET /health`` — liveness: answers ``{"status": "ok"}`` while the process serves HTTP at all.
+* ``GET /health/ready`` — readiness: ``{"status": "ok"|"fail", "failed": [...], "checks": {...}}``; 200 when
+  every check passes, else 503. ``database`` runs ``SELECT 1`` (``latency_ms`` or ``error``) with a short
+  connect timeout and an overall deadline, so a dead PostgreSQL answers 503 in seconds instead of hanging;
+  ``migrations`` compares the database's Alembic revision with the code's head (``current``/``head``).
+
+Multi-process mode: when several processes update metrics (scheduler, workers, this server), start them all
+with the environment variable ``PROMETHEUS_MULTIPROC_DIR`` pointing at one empty, writable directory (wipe it
+at each deployment start). prometheus_client then keeps every process's values in files there, and
+``/metrics`` serves them through ``prometheus_client.multiprocess.MultiProcessCollector`` (plus this server's
+own psutil gauges) instead of the in-process registry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+from sqlalchemy import Engine, text
+from sqlalchemy.engine import make_url
+
+from coffee_scraper.catalog import db
+from coffee_scraper.observability.logging import get_logger
+from coffee_scraper.observability.metrics import REGISTRY, SYSTEM
+from coffee_scraper.observability.system import watched_paths
+from coffee_scraper.settings import Settings
+
+DB_CONNECT_TIMEOUT_S = 2  # libpq connect_timeout (whole seconds)
+DB_CHECK_DEADLINE_S = 3.0  # the readiness answer never waits longer than this for the database
+
+
+def metrics_registry() -> CollectorRegistry:
+    """What /metrics exposes: the app registry, or every process's values in multi-process mode."""
+    multiproc_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not multiproc_dir:
+        return REGISTRY
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=multiproc_dir)
+    registry.register(SYSTEM)
+    return registry
+
+
+def health_engine(database_url: str) -> Engine:
+    """A small engine for readiness checks: short connect and pool timeouts."""
+    url = db.normalize_url(database_url)
+    kwargs: dict[str, Any] = {"pool_size": 1, "max_overflow": 2, "pool_timeout": DB_CHECK_DEADLINE_S}
+    if make_url(url).get_backend_name() == "postgresql":
+        kwargs["connect_args"] = {"connect_timeout": DB_CONNECT_TIMEOUT_S}
+    return db.make_engine(url, **kwargs)
+
+
+def _check_database(engine: Engine) -> dict[str, Any]:
+    started = time.perf_counter()
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+    return {"ok": True, "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
+
+
+def _check_migrations(engine: Engine, head: str | None) -> dict[str, Any]:
+    current = db.current_revision(engine)
+    result: dict[str, Any] = {"ok": current == head, "current": current, "head": head}
+    if current != head:
+        result["error"] = (
+            "database schema is not at the code's revision; run `coffee-scraper db upgrade`"
+            if current
+            else "database has no schema; run `coffee-scraper db upgrade`"
+        )
+    return result
+
+
+async def _bounded(check: Any, *args: Any) -> dict[str, Any]:
+    """Run a blocking check in a thread; a failure or the deadline becomes ``{"ok": false, "error": ...}``."""
+    try:
+        result: dict[str, Any] = await asyncio.wait_for(asyncio.to_thread(check, *args), DB_CHECK_DEADLINE_S)
+        return result
+    except TimeoutError:
+        return {"ok": False, "error": f"no answer within {DB_CHECK_DEADLINE_S:g} s"}
+    except Exception as exc:
+        return {"ok": False, "error": f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''}"}
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The FastAPI app of ``coffee-scraper serve`` for these settings (the database is not touched here)."""
+    engine = health_engine(settings.database_url)
+    head = db.head_revision()
+    SYSTEM.watch_paths(watched_paths(settings))
+    log = get_logger("app")
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        engine.dispose()
+
+    app = FastAPI(title="coffee-scraper", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.engine = engine
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(generate_latest(metrics_registry()), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/health")
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/health/ready")
+    async def ready() -> JSONResponse:
+        checks: dict[str, dict[str, Any]] = {"database": await _bounded(_check_database, engine)}
+        if checks["database"]["ok"]:
+            checks["migrations"] = await _bounded(_check_migrations, engine, head)
+        else:
+            checks["migrations"] = {"ok": False, "error": "not checked: the database is unreachable", "head": head}
+        failed = [name for name, result in checks.items() if not result["ok"]]
+        if failed:
+            log.warning("readiness_failed", failed=failed, checks=checks)
+        body = {"status": "fail" if failed else "ok", "failed": failed, "checks": checks}
+        return JSONResponse(body, status_code=503 if failed else 200)
+
+    return app
