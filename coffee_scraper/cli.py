@@ -739,6 +739,19 @@ def export_prometheus_rules(
     out.print(f"wrote {rules} and {tests}; check with: promtool test rules {tests}", highlight=False)
 
 
+@export_app.command("grafana-dashboards")
+def export_grafana_dashboards(
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="Directory for the dashboard JSON files (one per dashboard).")
+    ] = Path("deploy/grafana/dashboards"),
+) -> None:
+    """Write the Grafana dashboards (observability/dashboards.py) as JSON, for Grafana's file provisioning."""
+    from coffee_scraper.observability.dashboards import write_dashboards
+
+    for path in write_dashboards(out_dir):
+        out.print(f"wrote {path}", highlight=False)
+
+
 def main() -> None:
     try:
         app()
