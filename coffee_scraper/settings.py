@@ -78,6 +78,16 @@ class Settings(BaseSettings):
     full_cadence: str = Field("0 3 1 * *", description="Default cron for full catalog runs.")
     price_cadence: str = Field("0 4 * * 0", description="Default cron for price runs.")
 
+    # --- observability --------------------------------------------------------------------------
+    sentry_dsn: str | None = Field(
+        None,
+        description="Sentry DSN (https://key@host/project); errors are reported to Sentry only when this is set.",
+    )
+    sentry_environment: str = Field("production", description="Sentry environment tag of every event.")
+    sentry_traces_sample_rate: float = Field(
+        0.0, description="Share of transactions sent to Sentry as performance traces (0 = none, 1.0 = all)."
+    )
+
     # --- demo -----------------------------------------------------------------------------------
     demo_shops: int = Field(3, description="Demo shops served by `coffee-scraper demo`.")
 

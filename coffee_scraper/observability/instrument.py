@@ -82,6 +82,14 @@ def record_request_event(event: RequestEvent) -> None:
         FETCH_RETRIES.labels(labels.roaster).inc()
 
 
+STORAGE_OPERATION_NAMES = ("page_commit", "run_start", "run_finish")
+
+# Both result series exist from start-up at 0, so rate() sees the very first error after a restart.
+for _operation in STORAGE_OPERATION_NAMES:
+    for _result in ("ok", "error"):
+        STORAGE_OPERATIONS.labels(_operation, _result)
+
+
 @contextmanager
 def storage_operation(operation: str) -> Iterator[None]:
     """Count the enclosed storage work as ``result="ok"`` or, when it raises, ``"error"`` (and re-raise)."""

@@ -1,7 +1,8 @@
 """Structured logging (structlog): JSON lines or readable console, one rotating file per component.
 
 Log files go to ``settings.log_dir`` (default /var/log/coffee-scraper), or ./logs when that is not writable.
-Secrets (tokens, passwords, DSNs) are masked before any line is written.
+Secrets (tokens, passwords, DSNs) are masked before any line is written. When ``COFFEE_SCRAPER_SENTRY_DSN`` is
+set, ``configure_logging`` also starts Sentry error reporting (once per process; see ``sentry.py``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 import structlog
 
+from coffee_scraper.observability.sentry import init_sentry
 from coffee_scraper.settings import Settings
 
 COMPONENTS = ("app", "fetcher", "scheduler", "incidents")
@@ -30,10 +32,10 @@ def resolve_log_dir(configured: Path) -> Path:
         try:
             candidate.mkdir(parents=True, exist_ok=True)
             if os.access(candidate, os.W_OK):
-                return candidate
+                return candidate.absolute()  # absolute: a later chdir must not make it a different directory
         except OSError:
             continue
-    return Path("logs")
+    return Path("logs").absolute()
 
 
 def mask_secrets(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
@@ -45,8 +47,9 @@ def mask_secrets(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, A
     return event
 
 
-def configure_logging(settings: Settings, *, console_level: str = "WARNING") -> Path:
-    """Set up structlog once per process; returns the log directory actually used."""
+def configure_logging(settings: Settings, *, console_level: str = "WARNING", component: str = "app") -> Path:
+    """Set up structlog (and Sentry, when configured) once per process; returns the log directory actually used."""
+    init_sentry(settings, component)
     log_dir = resolve_log_dir(settings.log_dir)
     if _configured.get("dir") == log_dir:
         return log_dir

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from sqlalchemy.orm import Session, sessionmaker
+from structlog.contextvars import bound_contextvars
 
 from coffee_scraper.catalog import service
 from coffee_scraper.catalog.db import session_scope
@@ -22,6 +23,8 @@ from coffee_scraper.catalog.models import Roaster, ScrapeRun, utcnow
 from coffee_scraper.normalize import content_hash, normalize_product
 from coffee_scraper.normalize.models import NormalizeResult
 from coffee_scraper.observability import instrument
+from coffee_scraper.observability.logging import get_logger
+from coffee_scraper.observability.sentry import run_scope
 from coffee_scraper.pipeline.validate import product_id_of, validate_product
 from coffee_scraper.settings import Settings
 from coffee_scraper.storefronts import Fetcher, detect_platform, iter_catalog, shopify
@@ -192,7 +195,7 @@ async def run_roaster(
     """Run one roaster end to end. Never raises for shop problems: they end up in the report and the run row."""
     loop = asyncio.get_running_loop()
     started = loop.time()
-    with session_scope(factory) as session:
+    with instrument.storage_operation("run_start"), session_scope(factory) as session:
         roaster = service.get_roaster(session, roaster_name)
         service.fail_interrupted_runs(session, now(), roaster_id=roaster.id)
         run = service.start_run(session, roaster, mode, now())
@@ -201,95 +204,110 @@ async def run_roaster(
         state = service.shop_state(roaster)
         delay_s, concurrency, active = roaster.delay_s, roaster.concurrency, roaster.active
 
-    report = RunReport(roaster=name, run_id=run_id, mode=mode, status="running")
-    if not active:
-        report.status = "skipped"
-        report.errors.append(_error("paused", f"roaster {name} is paused", "resume it to scrape it again"))
-        return await _finish(factory, report, roaster_id, state=None, started=started, loop_time=loop.time, now=now)
+    # every log line and Sentry event of this run carries its roaster and run id
+    log = get_logger("app")
+    with bound_contextvars(roaster=name, run_id=run_id), run_scope(name, run_id, mode):
+        log.info("run_started", mode=mode, platform=platform)
+        report = RunReport(roaster=name, run_id=run_id, mode=mode, status="running")
+        if not active:
+            report.status = "skipped"
+            report.errors.append(_error("paused", f"roaster {name} is paused", "resume it to scrape it again"))
+            skipped = await _finish(
+                factory, report, roaster_id, state=None, started=started, loop_time=loop.time, now=now
+            )
+            log.info("run_finished", status=skipped.status, pages=0, duration_s=skipped.duration_s)
+            return skipped
 
-    shop = fetcher.shop(base_url, state=state, delay_s=delay_s, concurrency=concurrency)
-    instrument.label_shop(shop.origin, name, platform)
-    complete = False
-    processor: PageProcessor | None = None
-    try:
-        if platform == "auto":
-            platform = await detect_platform(shop)
-        report.platform = platform
+        shop = fetcher.shop(base_url, state=state, delay_s=delay_s, concurrency=concurrency)
         instrument.label_shop(shop.origin, name, platform)
-        expected_count: int | None = None
-        if platform == "shopify":
-            meta = await shopify.fetch_meta(shop)
-            count = meta.get("published_products_count") if meta else None
-            expected_count = count if isinstance(count, int) and count >= 0 else None
-            meta_currency = meta.get("currency") if meta else None
-            if not currency and isinstance(meta_currency, str) and len(meta_currency.strip()) == 3:
-                currency = meta_currency.strip().upper()
-        if platform == "shopify" and not currency:  # WooCommerce prices carry their own currency code
-            currency = settings.default_currency
-            report.errors.append(
-                _error(
-                    "currency_assumed",
-                    f"{base_url}/meta.json did not give a currency; assumed {currency}",
-                    "set it with `coffee-scraper roasters add URL --currency CODE`",
+        complete = False
+        processor: PageProcessor | None = None
+        try:
+            if platform == "auto":
+                platform = await detect_platform(shop)
+            report.platform = platform
+            instrument.label_shop(shop.origin, name, platform)
+            expected_count: int | None = None
+            if platform == "shopify":
+                meta = await shopify.fetch_meta(shop)
+                count = meta.get("published_products_count") if meta else None
+                expected_count = count if isinstance(count, int) and count >= 0 else None
+                meta_currency = meta.get("currency") if meta else None
+                if not currency and isinstance(meta_currency, str) and len(meta_currency.strip()) == 3:
+                    currency = meta_currency.strip().upper()
+            if platform == "shopify" and not currency:  # WooCommerce prices carry their own currency code
+                currency = settings.default_currency
+                report.errors.append(
+                    _error(
+                        "currency_assumed",
+                        f"{base_url}/meta.json did not give a currency; assumed {currency}",
+                        "set it with `coffee-scraper roasters add URL --currency CODE`",
+                    )
                 )
+            processor = PageProcessor(
+                factory,
+                settings,
+                roaster_id=roaster_id,
+                run_id=run_id,
+                platform=platform,
+                currency=currency,
+                mode=mode,
+                now=now,
             )
-        processor = PageProcessor(
-            factory,
-            settings,
-            roaster_id=roaster_id,
-            run_id=run_id,
-            platform=platform,
-            currency=currency,
-            mode=mode,
-            now=now,
-        )
-        async for page in iter_catalog(shop, platform, settings, expected_count=expected_count):  # type: ignore[arg-type]
-            await _process_page(processor, page, roaster_id, run_id, settings)
-            report.pages += 1
-            if progress:
-                progress(name, report.pages, page.total_pages)
-        complete = True
-        seen = len(processor.seen_ids) + sum(1 for e in processor.report_errors if e["kind"] == "quarantined")
-        if expected_count and seen < expected_count * (1 - PARTIAL_CATALOG_TOLERANCE):
-            complete = False  # far fewer products than the shop publishes: never mark the rest missing
-            report.errors.append(
-                _error(
-                    "catalog_incomplete",
-                    f"listed {seen} products but {base_url}/meta.json publishes {expected_count}",
-                    "the shop may hide products from products.json; nothing was marked missing",
+            async for page in iter_catalog(shop, platform, settings, expected_count=expected_count):  # type: ignore[arg-type]
+                await _process_page(processor, page, roaster_id, run_id, settings)
+                report.pages += 1
+                if progress:
+                    progress(name, report.pages, page.total_pages)
+            complete = True
+            seen = len(processor.seen_ids) + sum(1 for e in processor.report_errors if e["kind"] == "quarantined")
+            if expected_count and seen < expected_count * (1 - PARTIAL_CATALOG_TOLERANCE):
+                complete = False  # far fewer products than the shop publishes: never mark the rest missing
+                report.errors.append(
+                    _error(
+                        "catalog_incomplete",
+                        f"listed {seen} products but {base_url}/meta.json publishes {expected_count}",
+                        "the shop may hide products from products.json; nothing was marked missing",
+                    )
                 )
+        except FetchError as exc:
+            message = str(exc.args[0]) if exc.args else exc.kind
+            report.errors.append(_error(exc.kind, message, exc.hint, url=exc.url, status=exc.status))
+        except Exception as exc:  # storage or programming error: recorded, the other roasters still run
+            log.exception("run_internal_error", error=f"{type(exc).__name__}: {exc}")
+            report.errors.append(
+                _error("internal", f"{type(exc).__name__}: {exc}", "see the app log for the traceback")
             )
-    except FetchError as exc:
-        message = str(exc.args[0]) if exc.args else exc.kind
-        report.errors.append(_error(exc.kind, message, exc.hint, url=exc.url, status=exc.status))
-    except Exception as exc:  # storage or programming error: recorded, the other roasters still run
-        report.errors.append(_error("internal", f"{type(exc).__name__}: {exc}", "see the app log for the traceback"))
 
-    if processor is not None:
-        report.errors.extend(processor.report_errors)
-        if complete:
-            with session_scope(factory) as session:
-                report.missing = service.mark_missing(
-                    session, roaster_id=roaster_id, seen_ids=processor.seen_ids, now=now()
-                )
-    fatal = [e for e in report.errors if e["kind"] not in {"quarantined", "currency_assumed"}]
-    if complete and not fatal:
-        report.status = "ok" if not any(e["kind"] == "quarantined" for e in report.errors) else "partial"
-    elif report.pages > 0:
-        report.status = "partial"
-    else:
-        report.status = "fail"
-    with session_scope(factory) as session:
-        stored = session.get(Roaster, roaster_id)
-        assert stored is not None
-        stored.platform = platform if platform != "auto" else roaster.platform
-        if currency and not stored.currency:
-            stored.currency = currency
-        if any(e["kind"] == "robots_disallowed" for e in report.errors):
-            stored.robots_allowed = False
-        elif report.pages:
-            stored.robots_allowed = True
-    return await _finish(factory, report, roaster_id, state=shop.state, started=started, loop_time=loop.time, now=now)
+        if processor is not None:
+            report.errors.extend(processor.report_errors)
+            if complete:
+                with session_scope(factory) as session:
+                    report.missing = service.mark_missing(
+                        session, roaster_id=roaster_id, seen_ids=processor.seen_ids, now=now()
+                    )
+        fatal = [e for e in report.errors if e["kind"] not in {"quarantined", "currency_assumed"}]
+        if complete and not fatal:
+            report.status = "ok" if not any(e["kind"] == "quarantined" for e in report.errors) else "partial"
+        elif report.pages > 0:
+            report.status = "partial"
+        else:
+            report.status = "fail"
+        with session_scope(factory) as session:
+            stored = session.get(Roaster, roaster_id)
+            assert stored is not None
+            stored.platform = platform if platform != "auto" else roaster.platform
+            if currency and not stored.currency:
+                stored.currency = currency
+            if any(e["kind"] == "robots_disallowed" for e in report.errors):
+                stored.robots_allowed = False
+            elif report.pages:
+                stored.robots_allowed = True
+        finished = await _finish(
+            factory, report, roaster_id, state=shop.state, started=started, loop_time=loop.time, now=now
+        )
+        log.info("run_finished", status=finished.status, pages=finished.pages, duration_s=finished.duration_s)
+        return finished
 
 
 async def _process_page(
@@ -386,9 +404,21 @@ async def run_many(
     async with make() as fetcher:
 
         async def one(name: str) -> RunReport:
-            report = await run_roaster(
-                name, mode, settings=settings, factory=factory, fetcher=fetcher, now=now, progress=progress
-            )
+            try:
+                report = await run_roaster(
+                    name, mode, settings=settings, factory=factory, fetcher=fetcher, now=now, progress=progress
+                )
+            except Exception as exc:  # the run's own bookkeeping failed (database down): report it, keep going
+                get_logger("app").exception("run_bookkeeping_failed", roaster=name)
+                report = RunReport(roaster=name, run_id=0, mode=mode, status="fail")
+                report.errors.append(
+                    _error(
+                        "storage",
+                        f"could not record the run: {type(exc).__name__}: {exc}",
+                        "check the database (`coffee-scraper serve` → /health/ready); nothing of this run was kept "
+                        "beyond the pages already committed",
+                    )
+                )
             if on_done:
                 maybe = on_done(report)
                 if maybe is not None:

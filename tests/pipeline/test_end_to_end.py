@@ -453,3 +453,25 @@ def test_crash_mid_run_keeps_committed_pages_and_whole_products(tmp_path: Path) 
             assert statuses == ["fail", "ok"]
             assert session.scalar(select(func.count()).select_from(Coffee)) == 200
         engine.dispose()
+
+
+def test_database_gone_is_a_reported_failure_not_a_crash(pg_url: str) -> None:
+    """The run's own bookkeeping cannot be written (read-only database): a failed report, no exception."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    db.upgrade(pg_url)
+    engine = db.make_engine(pg_url)
+    factory = db.session_factory(engine)
+    with DemoServer([DemoShop("s", "shopify", make_shopify_products(5, seed=1))]) as server:
+        register(factory, server, "s", platform="shopify")
+        name = make_url(pg_url).database
+        admin = create_engine(make_url(pg_url).set(database="postgres"), isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'ALTER DATABASE "{name}" SET default_transaction_read_only = on'))
+        admin.dispose()
+        engine.dispose()  # new connections pick the setting up
+        report = scrape(factory, fast_settings(pg_url), "s")[0]
+    assert report.status == "fail"
+    assert report.errors[0]["kind"] == "storage" and "read-only" in report.errors[0]["message"]
+    engine.dispose()
