@@ -6,9 +6,12 @@ Nothing here measures anything by itself except the system collector (psutil), w
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
 from coffee_scraper.observability.system import SystemCollector
+
+# No `<name>_created` series: nothing reads them, and they are ~40% of the exposition with 500 roasters.
+disable_created_metrics()
 
 PREFIX = "coffee_scraper"
 
