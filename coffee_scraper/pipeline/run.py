@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -31,6 +33,7 @@ from coffee_scraper.storefronts import Fetcher, detect_platform, iter_catalog, s
 from coffee_scraper.storefronts.types import CatalogPage, FetchError
 
 Mode = Literal["full", "price"]
+_SQLITE_WRITER = threading.Lock()  # one SQLite write transaction at a time per process (see PageProcessor.process)
 PARTIAL_CATALOG_TOLERANCE = 0.10  # a listing more than 10% short of meta.json's count is a partial catalog
 ProgressFn = Callable[[str, int, int | None], None]  # (roaster name, pages done, total pages or None)
 
@@ -103,57 +106,68 @@ class PageProcessor:
         self.now = now
         self.seen_ids: set[str] = set()
         self.report_errors: list[dict[str, Any]] = []
+        bind = factory.kw.get("bind")
+        sqlite = bind is not None and bind.dialect.name == "sqlite"
+        self._writer: AbstractContextManager[Any] = _SQLITE_WRITER if sqlite else nullcontext()
 
     def process(
         self, number: int, products: Sequence[Any], fetched_artifact: Callable[[Session], int | None]
     ) -> service.UpsertStats:
-        """One page in one transaction: artifact, quarantines, upserts and run counters together."""
-        invalid = broken = 0
-        with instrument.storage_operation("page_commit"), session_scope(self.factory) as session:
+        """One page: validate and normalize first (no transaction open), then write it all in one transaction.
+
+        Keeping the CPU work outside the transaction keeps SQLite's single write lock short; on SQLite the
+        write transactions of concurrent pages also queue on an in-process lock, which hands over at once
+        (SQLite's own busy handler sleeps in steps of up to 100 ms).
+        """
+        rejected: list[tuple[str | None, str, Any]] = []  # (product id, reason, raw) to quarantine
+        valid: list[tuple[str, Any]] = []
+        for raw in products:
+            reason = validate_product(raw, self.platform)
+            pid = product_id_of(raw)
+            if reason is None and pid in self.seen_ids:
+                reason = f"duplicate product id {pid} (already seen earlier in this run); kept the first"
+            if reason is not None:
+                rejected.append((pid, reason, raw))
+                self.report_errors.append(_error("quarantined", f"product {pid or '?'} on page {number}: {reason}"))
+                continue
+            assert pid is not None
+            self.seen_ids.add(pid)
+            valid.append((pid, raw))
+        invalid = len(rejected)
+        # unchanged raw JSON (same content hash) is neither re-normalized nor rewritten, only marked seen;
+        # pages of one roaster are processed one after another, so this read cannot race its own writes
+        hashes = {pid: content_hash(raw) for pid, raw in valid}
+        known: dict[str, str] = {}
+        if not self.force and hashes:
+            with self.factory() as session:
+                known = service.stored_hashes(session, self.roaster_id, list(hashes))
+        unchanged = [pid for pid, h in hashes.items() if known.get(pid) == h]
+        items: list[tuple[NormalizeResult, str]] = []
+        for pid, raw in valid:
+            if known.get(pid) == hashes[pid]:
+                continue
+            try:
+                result = normalize_product(raw, self.platform, self.currency)  # type: ignore[arg-type]
+            except Exception as exc:  # a normalizer bug must not abort the shop's run
+                rejected.append((pid, f"normalizer error: {type(exc).__name__}: {exc}", raw))
+                continue
+            items.append((result, hashes[pid]))
+        broken = len(rejected) - invalid
+        with (
+            self._writer,
+            instrument.storage_operation("page_commit"),
+            session_scope(self.factory) as session,
+        ):
             roaster = session.get(Roaster, self.roaster_id)
             run = session.get(ScrapeRun, self.run_id)
             assert roaster is not None and run is not None
             roaster_name = roaster.name
             artifact_id = fetched_artifact(session)
-            valid: list[tuple[str, Any]] = []
-            for raw in products:
-                reason = validate_product(raw, self.platform)
-                pid = product_id_of(raw)
-                if reason is None and pid in self.seen_ids:
-                    reason = f"duplicate product id {pid} (already seen earlier in this run); kept the first"
-                if reason is not None:
-                    service.quarantine(
-                        session, run=run, artifact_id=artifact_id, platform_product_id=pid, reason=reason, raw=raw
-                    )
-                    self.report_errors.append(_error("quarantined", f"product {pid or '?'} on page {number}: {reason}"))
-                    invalid += 1
-                    continue
-                assert pid is not None
-                self.seen_ids.add(pid)
-                valid.append((pid, raw))
-            # unchanged raw JSON (same content hash) is neither re-normalized nor rewritten, only marked seen
-            hashes = {pid: content_hash(raw) for pid, raw in valid}
-            known = {} if self.force else service.stored_hashes(session, self.roaster_id, list(hashes))
-            unchanged = [pid for pid, h in hashes.items() if known.get(pid) == h]
+            for pid_or_none, reason, raw in rejected:
+                service.quarantine(
+                    session, run=run, artifact_id=artifact_id, platform_product_id=pid_or_none, reason=reason, raw=raw
+                )
             service.touch_unchanged(session, self.roaster_id, unchanged, self.now())
-            items: list[tuple[NormalizeResult, str]] = []
-            for pid, raw in valid:
-                if known.get(pid) == hashes[pid]:
-                    continue
-                try:
-                    result = normalize_product(raw, self.platform, self.currency)  # type: ignore[arg-type]
-                except Exception as exc:  # a normalizer bug must not abort the shop's run
-                    service.quarantine(
-                        session,
-                        run=run,
-                        artifact_id=artifact_id,
-                        platform_product_id=pid,
-                        reason=f"normalizer error: {type(exc).__name__}: {exc}",
-                        raw=raw,
-                    )
-                    broken += 1
-                    continue
-                items.append((result, hashes[pid]))
             stats = service.upsert_products(
                 session,
                 roaster=roaster,
