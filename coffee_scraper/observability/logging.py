@@ -96,5 +96,15 @@ def configure_logging(settings: Settings, *, console_level: str = "WARNING", com
 
 
 def get_logger(component: str = "app", **context: Any) -> Any:
-    """A bound logger for a component (app, fetcher, scheduler, incidents)."""
+    """A bound logger for a component (app, fetcher, scheduler, incidents).
+
+    Before ``configure_logging`` ran (library use, tests, benchmarks) lines go through stdlib logging with no
+    handlers of ours — so nothing is printed below WARNING — instead of structlog's default print-to-stdout.
+    """
+    if not structlog.is_configured():
+        structlog.configure(
+            processors=[structlog.stdlib.filter_by_level, structlog.stdlib.render_to_log_kwargs],
+            logger_factory=structlog.stdlib.LoggerFactory(),
+            wrapper_class=structlog.stdlib.BoundLogger,
+        )
     return structlog.get_logger(f"coffee_scraper.{component}").bind(**context)
