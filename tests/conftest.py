@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
@@ -19,6 +18,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+
+from tests.support import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_FIXTURES = REPO_ROOT.parent / "shared" / "fixtures"
@@ -42,12 +43,6 @@ def _pg_answers(url: str) -> bool:
         return False
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextlib.contextmanager
 def _throwaway_cluster() -> Iterator[str | None]:
     bins = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
@@ -59,7 +54,7 @@ def _throwaway_cluster() -> Iterator[str | None]:
     tmp = tempfile.mkdtemp(prefix="coffee-scraper-pgtest-")
     if as_pg:
         shutil.chown(tmp, "postgres", "postgres")
-    port = _free_port()
+    port = free_port()
     data = os.path.join(tmp, "data")
 
     def run(*cmd: str) -> None:

@@ -257,7 +257,7 @@ def quarantine(
 # writes go out as executemany INSERTs and UPDATE-by-primary-key statements.
 #
 # New rows' ids are read back with one SELECT by natural key instead of INSERT ... RETURNING: RETURNING
-# over many rows needs one huge multi-VALUES statement, and psycopg parses such statements' placeholders
+# over many rows needs one huge multi-VALUES statement, and psycopg parses such statements' parameter markers
 # in Python, uncached (~75 µs per variant row, measured); a plain executemany runs in pipeline mode.
 
 _IN_CHUNK = 500  # values per IN (...) list, far below SQLite's and PostgreSQL's bound-parameter limits

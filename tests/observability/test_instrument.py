@@ -24,27 +24,11 @@ from coffee_scraper.observability.system import SystemCollector, watched_paths
 from coffee_scraper.pipeline.run import run_many
 from coffee_scraper.settings import Settings
 from coffee_scraper.storefronts.types import RequestEvent
+from tests.support import fast_settings
 
 
 def value(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
-
-
-def fast_settings(url: str, **extra: Any) -> Settings:
-    values: dict[str, Any] = dict(
-        database_url=url,
-        allow_private_addresses=True,
-        request_delay_s=0.01,
-        request_jitter_s=0.0,
-        backoff_base_s=0.01,
-        backoff_cap_s=0.05,
-        read_timeout_s=2.0,
-        connect_timeout_s=2.0,
-        max_attempts=3,
-        shopify_page_limit=25,
-    )
-    values.update(extra)
-    return Settings(**values)
 
 
 @pytest.fixture

@@ -15,10 +15,8 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -27,7 +25,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 import yaml
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
@@ -42,18 +39,13 @@ from coffee_scraper.observability.metrics import REGISTRY
 from coffee_scraper.pipeline.run import run_many
 from coffee_scraper.settings import Settings
 from coffee_scraper.web import create_app
+from tests.support import free_port, serve_in_thread
 
 pytestmark = [pytest.mark.slow, pytest.mark.pg]
 
 JOB = "coffee-scraper"
 ALERT = "DatabaseDown"
 FIRE_TIMEOUT_S = 60.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def prometheus_binary() -> str:
@@ -78,21 +70,8 @@ def rules_with_zero_for() -> tuple[str, int]:
 @pytest.fixture
 def app_url(pg_url: str, tmp_path: Path) -> Iterator[str]:
     settings = Settings(database_url=pg_url, log_dir=tmp_path / "logs")
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_config=None, access_log=False)
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    try:
+    with serve_in_thread(create_app(settings)) as port:
         yield f"127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 @pytest.fixture

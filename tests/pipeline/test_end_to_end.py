@@ -22,24 +22,7 @@ from coffee_scraper.demo.catalog import make_shopify_products, make_woocommerce_
 from coffee_scraper.demo.server import DemoServer, DemoShop, Fault
 from coffee_scraper.pipeline.run import RunReport, replay_run, run_many
 from coffee_scraper.settings import Settings
-
-
-def fast_settings(url: str, **extra: Any) -> Settings:
-    values: dict[str, Any] = dict(
-        database_url=url,
-        allow_private_addresses=True,
-        request_delay_s=0.01,
-        request_jitter_s=0.0,
-        backoff_base_s=0.01,
-        backoff_cap_s=0.05,
-        read_timeout_s=2.0,
-        connect_timeout_s=2.0,
-        max_attempts=2,
-        shopify_page_limit=25,
-        woocommerce_per_page=20,
-    )
-    values.update(extra)
-    return Settings(**values)
+from tests.support import fast_settings
 
 
 @pytest.fixture

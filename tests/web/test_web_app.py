@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,7 +18,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -32,14 +29,9 @@ from coffee_scraper.demo.server import DemoServer, DemoShop
 from coffee_scraper.pipeline.run import run_many
 from coffee_scraper.settings import Settings
 from coffee_scraper.web import create_app
+from tests.support import free_port, serve_in_thread
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def samples(exposition: str) -> Samples:
@@ -60,21 +52,8 @@ def served(tmp_path: Path) -> Iterator[tuple[str, Settings]]:
     """create_app on a migrated SQLite database, served by uvicorn on 127.0.0.1 in a thread."""
     settings = Settings(database_url=f"sqlite:///{tmp_path / 'data' / 'catalog.db'}", log_dir=tmp_path / "logs")
     db.upgrade(settings.database_url)
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_config=None, access_log=False)
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    try:
+    with serve_in_thread(create_app(settings)) as port:
         yield f"http://127.0.0.1:{port}", settings
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 def test_metrics_after_a_real_demo_scrape(served: tuple[str, Settings]) -> None:
