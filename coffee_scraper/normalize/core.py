@@ -9,7 +9,7 @@ import hashlib
 import json
 from typing import Any, Literal
 
-from . import money, shopify, text, variants, vocab
+from . import money, shopify, text, variants, vocab, woocommerce
 from .attributes import Attributes, extract_attributes, name_clean
 from .classify import classify
 from .intermediate import RawProduct
@@ -39,6 +39,7 @@ def clear_caches() -> None:
     text.clear_inline_cache()
     variants.clear_caches()
     money.clear_caches()
+    woocommerce.clear_variation_cache()
 
 
 def _result(raw: RawProduct) -> NormalizeResult:

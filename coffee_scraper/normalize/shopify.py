@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from .intermediate import RawProduct, RawVariant
-from .money import decimal_to_minor
+from .money import _MAX_DIGITS, _decimal_str_to_minor, decimal_to_minor
 from .text import clean_inline, html_to_text, scalar_text
 
 __all__ = ["clear_options_cache", "shopify_to_raw"]
@@ -90,16 +90,24 @@ def shopify_to_raw(p: dict[str, Any], currency: str) -> RawProduct:
     if isinstance(raw_vars, list):
         names = tuple(options[n][0] if n < len(options) else f"Option {n + 1}" for n in range(3))
         product_id = p.get("id")
+        to_minor = decimal_to_minor
+        str_to_minor = _decimal_str_to_minor  # decimal_to_minor of a short str, called directly
         for i, v in enumerate(raw_vars):
             if not isinstance(v, dict):
                 continue
             get = v.get
             opts, title = _variant_options(v, names)
-            price = decimal_to_minor(get("price"), currency)
+            rp, rc = get("price"), get("compare_at_price")
+            price = str_to_minor(rp, currency) if type(rp) is str and len(rp) <= _MAX_DIGITS else to_minor(rp, currency)
             if price is None:
                 flags.append(f"price_unparsed:{i}")
                 price = 0
-            cmp_ = decimal_to_minor(get("compare_at_price"), currency)
+            if rc is None:
+                cmp_ = None
+            else:
+                cmp_ = (
+                    str_to_minor(rc, currency) if type(rc) is str and len(rc) <= _MAX_DIGITS else to_minor(rc, currency)
+                )
             available = get("available")
             vid = get("id")
             variants.append(

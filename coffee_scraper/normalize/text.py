@@ -54,7 +54,9 @@ _WS_CHARS = r" \t\r\f\v\u00a0\u2009\u200a\u200b\u202f\u3000"
 #: a run of inline whitespace (every run becomes one space)
 _WS = re.compile(rf"[{_WS_CHARS}]+")
 #: the runs ``_WS`` matches except a lone space, which needs no replacing: same result, far fewer matches
-_WS_TO_FIX = re.compile(rf"[{_WS_CHARS[1:]}][{_WS_CHARS}]*| [{_WS_CHARS}]+")
+#: (a pattern that opens with an alternation gets no first-character prefix, so sre would try it at every
+#: character; opening on the character class lets sre skip straight to whitespace)
+_WS_TO_FIX = re.compile(rf"[{_WS_CHARS}](?:(?<=[{_WS_CHARS[1:]}])[{_WS_CHARS}]*|[{_WS_CHARS}]+)")
 
 
 _INLINE_CACHE: dict[str, str] = {}

@@ -10,6 +10,8 @@ import re
 from decimal import ROUND_HALF_UP, Decimal
 from functools import lru_cache
 
+from pydantic import BaseModel
+
 from .intermediate import RawProduct
 from .models import NormalizedVariant
 from .vocab import get_vocab, key_of
@@ -117,6 +119,14 @@ def _is_grind_option(name: str, values: list[str]) -> bool:
     return known >= max(2, (len(values) + 1) // 2)
 
 
+#: the keys of the values dict below (every field is set)
+_VARIANT_FIELDS = set(NormalizedVariant.model_fields)
+_SLOT_SETTERS = tuple(
+    BaseModel.__dict__[name].__set__
+    for name in ("__dict__", "__pydantic_fields_set__", "__pydantic_extra__", "__pydantic_private__")
+)
+
+
 def build_variants(raw: RawProduct) -> list[NormalizedVariant]:
     """One NormalizedVariant per raw variant, in platform order."""
     grind_opts = frozenset(n for n, vals in raw.options if _is_grind_option(n, vals))
@@ -131,7 +141,10 @@ def build_variants(raw: RawProduct) -> list[NormalizedVariant]:
     append = out.append
     facts = _variant_facts
     # models.construct(NormalizedVariant, values), inlined: this loop runs once per variant
-    new, set_, cls = NormalizedVariant.__new__, object.__setattr__, NormalizedVariant
+    new, cls = NormalizedVariant.__new__, NormalizedVariant
+    fields_copy = _VARIANT_FIELDS.copy
+    # the BaseModel slot descriptors, called directly (what object.__setattr__ ends up calling)
+    set_dict, set_fields, set_extra, set_private = _SLOT_SETTERS
     for rv in raw.variants:
         weight, pack, grind = facts(rv.options, rv.title, product_title, grind_opts, title_pack)
         if pack > 1 and weight and raw.body:
@@ -155,10 +168,10 @@ def build_variants(raw: RawProduct) -> list[NormalizedVariant]:
             "in_stock": rv.in_stock,
         }
         m = new(cls)
-        set_(m, "__dict__", values)
-        set_(m, "__pydantic_fields_set__", set(values))
-        set_(m, "__pydantic_extra__", None)
-        set_(m, "__pydantic_private__", None)
+        set_dict(m, values)
+        set_fields(m, fields_copy())
+        set_extra(m, None)
+        set_private(m, None)
         append(m)
     return out
 

@@ -5,13 +5,29 @@ Field decisions are elsewhere (attributes.py, variants.py); this only reads the 
 
 from __future__ import annotations
 
+from operator import itemgetter
 from typing import Any
 
 from .intermediate import RawProduct, RawVariant
 from .money import rescale_minor
 from .text import clean_inline, html_to_text, scalar_text
 
-__all__ = ["woo_currency", "woo_to_raw"]
+__all__ = ["clear_variation_cache", "woo_currency", "woo_to_raw"]
+
+_OptionsTitle = tuple[tuple[tuple[str, str], ...], str]
+#: product terms (attribute name → slug → term name, as items) → (raw (name, value) pairs of a
+#: variation's attributes → (options, title)): catalogues repeat the same choices across variations and
+#: products; only plain-string names and values are memoized (1, 1.0 and True are one dict key)
+_VARIATION_CACHE: dict[tuple[object, ...], dict[tuple[tuple[object, object], ...], _OptionsTitle]] = {}
+_VARIATION_CACHE_MAX = 20_000
+_variation_count = [0]
+_name_value = itemgetter("name", "value")
+
+
+def clear_variation_cache() -> None:
+    """Forget the memoized variation options and titles."""
+    _VARIATION_CACHE.clear()
+    _variation_count[0] = 0
 
 
 def _names(value: object) -> list[str]:
@@ -30,6 +46,30 @@ def _term_pair(name: object, value: object, terms: dict[str, dict[str, str]]) ->
     aname = clean_inline(name)
     slug = scalar_text(value)
     return aname, terms.get(aname.casefold(), {}).get(slug) or clean_inline(slug)
+
+
+def _variation_options(
+    vattrs: object, terms: dict[str, dict[str, str]], seen: dict[str, dict[str, tuple[str, str]]]
+) -> _OptionsTitle:
+    """(options, title) of one variation from its raw ``attributes`` list."""
+    opts: list[tuple[str, str]] = []
+    if isinstance(vattrs, list):
+        for va in vattrs if len(vattrs) <= 20 else vattrs[:20]:
+            if not isinstance(va, dict):
+                continue
+            rn, rv = va.get("name"), va.get("value")
+            # memoize on exact str only: 1, 1.0 and True are one dict key but clean differently
+            if type(rn) is str and type(rv) is str:
+                by_value = seen.get(rn)
+                if by_value is None:
+                    by_value = seen[rn] = {}
+                pair = by_value.get(rv)
+                if pair is None:
+                    pair = by_value[rv] = _term_pair(rn, rv, terms)
+            else:
+                pair = _term_pair(rn, rv, terms)
+            opts.append(pair)
+    return tuple(opts), " / ".join([v for _n, v in opts if v]) or "Default Title"
 
 
 def woo_currency(p: dict[str, Any]) -> str | None:
@@ -91,33 +131,38 @@ def woo_to_raw(p: dict[str, Any], fallback_currency: str | None) -> RawProduct:
         if prices.get("price_range"):
             flags.append("variation_price_from_parent_range")
         product_id = scalar_text(p.get("id"))
+        terms_key = tuple((k, tuple(m.items())) for k, m in terms.items())
+        cache = _VARIATION_CACHE.get(terms_key)
+        if cache is None:
+            if len(_VARIATION_CACHE) >= _VARIATION_CACHE_MAX:
+                clear_variation_cache()
+            cache = _VARIATION_CACHE[terms_key] = {}
         for i, var in enumerate(vars_):
             if not isinstance(var, dict):
                 continue
-            opts: list[tuple[str, str]] = []
             vattrs = var.get("attributes")
-            if isinstance(vattrs, list):
-                for va in vattrs if len(vattrs) <= 20 else vattrs[:20]:
-                    if not isinstance(va, dict):
-                        continue
-                    rn, rv = va.get("name"), va.get("value")
-                    # memoize on exact str only: 1, 1.0 and True are one dict key but clean differently
-                    if type(rn) is str and type(rv) is str:
-                        by_value = seen.get(rn)
-                        if by_value is None:
-                            by_value = seen[rn] = {}
-                        pair = by_value.get(rv)
-                        if pair is None:
-                            pair = by_value[rv] = _term_pair(rn, rv, terms)
-                    else:
-                        pair = _term_pair(rn, rv, terms)
-                    opts.append(pair)
+            hit: _OptionsTitle | None = None
+            key: tuple[tuple[object, object], ...] | None = None
+            if type(vattrs) is list and len(vattrs) <= 20:
+                try:
+                    key = tuple(map(_name_value, vattrs))
+                    hit = cache.get(key)
+                except (KeyError, TypeError):  # not all dicts with a name and a value; unhashable values
+                    key = None
+            if hit is None:
+                hit = _variation_options(vattrs, terms, seen)
+                if key is not None and all(type(n) is str and type(v) is str for n, v in key):
+                    if _variation_count[0] >= _VARIATION_CACHE_MAX:
+                        clear_variation_cache()
+                        cache = _VARIATION_CACHE[terms_key] = {}
+                    cache[key] = hit
+                    _variation_count[0] += 1
             vid = var.get("id")
             variants.append(
                 RawVariant(
                     (str(vid) if type(vid) is int else scalar_text(vid)) or f"{product_id}:{i}",
-                    " / ".join([v for _n, v in opts if v]) or "Default Title",
-                    tuple(opts),
+                    hit[1],
+                    hit[0],
                     price,
                     compare,
                     in_stock,
