@@ -3,7 +3,8 @@
 Fills the app's registry the way 500 roasters' runs would (every fetch result per roaster, latency histogram,
 bytes, retries, 429s, circuit state, every product outcome, validation errors, runs per mode and status, last
 success), serves ``create_app`` with uvicorn on 127.0.0.1 and times 50 GETs with httpx (after 3 warm-ups).
-`python -m bench.metrics_endpoint [--roasters 500 --requests 50]`.
+httpx sends ``Accept-Encoding: gzip`` like Prometheus does; ``--identity`` asks for an uncompressed body.
+`python -m bench.metrics_endpoint [--roasters 500 --requests 50 --identity]`.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--roasters", type=int, default=500)
     parser.add_argument("--requests", type=int, default=50)
+    parser.add_argument("--identity", action="store_true", help="send Accept-Encoding: identity (no gzip)")
     args = parser.parse_args()
     populate(args.roasters)
     with tempfile.TemporaryDirectory() as tmp:
@@ -77,7 +79,8 @@ def main() -> None:
             time.sleep(0.02)
         times: list[float] = []
         try:
-            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            headers = {"Accept-Encoding": "identity"} if args.identity else {}
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30, headers=headers) as client:
                 for _ in range(3):
                     client.get("/metrics").raise_for_status()
                 for _ in range(args.requests):
@@ -86,6 +89,8 @@ def main() -> None:
                     times.append((time.perf_counter() - started) * 1000)
                     response.raise_for_status()
                 body = response.content
+                wire = int(response.headers.get("content-length", len(body)))
+                encoding = response.headers.get("content-encoding", "identity")
         finally:
             server.should_exit = True
             thread.join(timeout=10)
@@ -95,6 +100,7 @@ def main() -> None:
     print(f"roasters: {args.roasters}, requests: {args.requests}")
     print(f"GET /metrics: median {statistics.median(times):.1f} ms, p95 {p95:.1f} ms, max {times[-1]:.1f} ms")
     print(f"body: {len(body):,} bytes ({len(body) / 1024:.0f} KiB), {samples:,} samples")
+    print(f"on the wire: {wire:,} bytes ({encoding})")
 
 
 if __name__ == "__main__":

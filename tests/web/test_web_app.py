@@ -194,3 +194,25 @@ def test_multiprocess_mode_serves_every_process_values(tmp_path: Path) -> None:
     values = samples(done.stdout)
     assert get(values, "coffee_scraper_runs_total", roaster="mp-roaster", mode="full", status="ok") == 3
     assert get(values, "coffee_scraper_process_resident_memory_bytes") > 0
+
+
+def test_metrics_gzip_and_identity_bodies_parse_and_match(tmp_path: Path) -> None:
+    """/metrics honours Accept-Encoding: gzip; both bodies are the same valid Prometheus text."""
+    from coffee_scraper.observability import metrics as m
+
+    roaster = f"gzip-{uuid.uuid4().hex[:8]}"
+    m.FETCH_REQUESTS.labels(roaster, "shopify", "ok").inc(7)
+    m.FETCH_DURATION.labels(roaster).observe(0.3)
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'c.db'}", log_dir=tmp_path / "logs")
+    with TestClient(create_app(settings)) as client:
+        zipped = client.get("/metrics", headers={"Accept-Encoding": "gzip"})
+        plain = client.get("/metrics", headers={"Accept-Encoding": "identity"})
+    assert zipped.status_code == plain.status_code == 200
+    assert zipped.headers["content-encoding"] == "gzip"
+    assert "content-encoding" not in plain.headers
+    assert zipped.headers["content-type"] == plain.headers["content-type"] == CONTENT_TYPE_LATEST
+    for response in (zipped, plain):
+        values = samples(response.text)
+        assert get(values, "coffee_scraper_fetch_requests_total", roaster=roaster, platform="shopify", result="ok") == 7
+        assert get(values, "coffee_scraper_fetch_duration_seconds_bucket", roaster=roaster, le="0.5") == 1
+        assert get(values, "coffee_scraper_fetch_duration_seconds_count", roaster=roaster) == 1
