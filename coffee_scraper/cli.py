@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from coffee_scraper.catalog import db, service
 from coffee_scraper.catalog.models import Coffee, QuarantinedProduct, Roaster, ScrapeRun
 from coffee_scraper.observability.logging import configure_logging, get_logger
+from coffee_scraper.observability.redact import mask_url
 from coffee_scraper.pipeline.run import RunReport, replay_run, run_many
 from coffee_scraper.settings import Settings, get_settings
 
@@ -89,9 +90,7 @@ def database(upgrade: bool = True) -> Iterator[sessionmaker[Session]]:
 
 
 def _masked(url: str) -> str:
-    from coffee_scraper.observability.logging import _URL_PASSWORD
-
-    return _URL_PASSWORD.sub(r"\1***\3", url)
+    return mask_url(url)
 
 
 def _print_json(data: Any) -> None:

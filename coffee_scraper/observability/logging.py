@@ -17,12 +17,12 @@ from typing import Any
 
 import structlog
 
+from coffee_scraper.observability.redact import mask_url
 from coffee_scraper.observability.sentry import init_sentry
 from coffee_scraper.settings import Settings
 
 COMPONENTS = ("app", "fetcher", "scheduler", "incidents")
 _SECRET_KEYS = re.compile(r"(token|password|secret|dsn|authorization|api_key|cookie)", re.I)
-_URL_PASSWORD = re.compile(r"(://[^:/@\s]+:)([^@\s]+)(@)")
 _configured: dict[str, Path] = {}
 
 
@@ -43,7 +43,7 @@ def mask_secrets(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, A
         if _SECRET_KEYS.search(key) and value:
             event[key] = "***"
         elif isinstance(value, str) and "://" in value:
-            event[key] = _URL_PASSWORD.sub(r"\1***\3", value)
+            event[key] = mask_url(value)
     return event
 
 

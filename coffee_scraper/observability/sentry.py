@@ -21,11 +21,11 @@ from typing import Any
 
 import sentry_sdk
 
+from coffee_scraper.observability.redact import mask_url
 from coffee_scraper.settings import Settings
 
 FILTERED = "[Filtered]"
 _SECRET_KEYS = re.compile(r"(token|passw|secret|dsn|authorization|api[_-]?key|cookie|credential)", re.I)
-_URL_PASSWORD = re.compile(r"(://[^:/@\s]+:)([^@\s/]+)(@)")
 _KEY_VALUE = re.compile(
     r"\b(access_token|token|password|passwd|pwd|secret|api[_-]?key|authorization|dsn)(\s*[=:]\s*)"
     r"(?:(?:bearer|basic|token)\s+)?(\"[^\"]*\"|'[^']*'|[^\s\"'&,;)]+)",
@@ -44,7 +44,7 @@ def release() -> str:
 
 def scrub_text(text: str) -> str:
     """Mask URL passwords, bearer tokens and ``key=value`` secrets inside free text."""
-    text = _URL_PASSWORD.sub(rf"\1{FILTERED}\3", text)
+    text = mask_url(text, FILTERED)
     text = _KEY_VALUE.sub(rf"\1\2{FILTERED}", text)
     return _BEARER.sub(lambda m: m.group(0) if m.group(3) == FILTERED else f"{m.group(1)}{m.group(2)}{FILTERED}", text)
 

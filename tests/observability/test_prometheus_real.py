@@ -39,7 +39,7 @@ from coffee_scraper.observability.metrics import REGISTRY
 from coffee_scraper.pipeline.run import run_many
 from coffee_scraper.settings import Settings
 from coffee_scraper.web import create_app
-from tests.support import free_port, serve_in_thread
+from tests.support import fast_settings, free_port, serve_in_thread
 
 pytestmark = [pytest.mark.slow, pytest.mark.pg]
 
@@ -159,18 +159,7 @@ def test_real_prometheus_fires_p0_when_database_turns_read_only(pg_url: str, pro
     engine = db.make_engine(pg_url)
     factory = db.session_factory(engine)
     name = f"prom-{uuid.uuid4().hex[:8]}"
-    settings = Settings(
-        database_url=pg_url,
-        allow_private_addresses=True,
-        request_delay_s=0.01,
-        request_jitter_s=0.0,
-        backoff_base_s=0.01,
-        backoff_cap_s=0.05,
-        read_timeout_s=2.0,
-        connect_timeout_s=2.0,
-        max_attempts=2,
-        shopify_page_limit=25,
-    )
+    settings = fast_settings(pg_url)
     database = make_url(pg_url).database
     admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
     rules_loaded = httpx.get(f"{prometheus}/api/v1/rules", timeout=5).json()["data"]["groups"]
