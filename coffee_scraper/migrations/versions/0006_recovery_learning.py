@@ -1,0 +1,25 @@
+"""diagnostics remediation audit checklists drills
+
+Revision ID: 0006
+Revises: 0005
+Create Date: 2026-11-30 06:55:00
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa  # noqa: F401
+from alembic import op  # noqa: F401
+from sqlalchemy import Text  # noqa: F401  (autogenerate may render bare Text())
+
+revision: str = "0006"
+down_revision: str | None = "0005"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
