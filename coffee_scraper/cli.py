@@ -23,8 +23,14 @@ from rich.table import Table
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from coffee_scraper.accounts.cli import users_app
 from coffee_scraper.catalog import db, service
 from coffee_scraper.catalog.models import Coffee, QuarantinedProduct, Roaster, ScrapeRun
+from coffee_scraper.incidents.commands import incidents_app
+from coffee_scraper.incidents.oncall_commands import notify_app, oncall_app
+from coffee_scraper.incidents.ops_commands import register as register_ops_commands
+from coffee_scraper.incidents.watchdog_commands import app as watchdog_app
+from coffee_scraper.jobs.commands import jobs_app, worker
 from coffee_scraper.observability.logging import configure_logging, get_logger
 from coffee_scraper.observability.redact import mask_url
 from coffee_scraper.pipeline.run import RunReport, replay_run, run_many
@@ -45,6 +51,14 @@ app.add_typer(roasters_app, name="roasters")
 app.add_typer(coffees_app, name="coffees")
 app.add_typer(runs_app, name="runs")
 app.add_typer(db_app, name="db")
+app.add_typer(incidents_app, name="incidents")
+app.add_typer(watchdog_app, name="watchdog")
+app.add_typer(oncall_app, name="oncall")
+app.add_typer(notify_app, name="notify")
+app.add_typer(jobs_app, name="jobs")
+app.add_typer(users_app, name="users")
+app.command("worker")(worker)
+register_ops_commands(app, incidents_app)  # diagnose, remediate, runbook, report; incidents postmortem/check
 
 # Not a terminal (pipes, CI logs): wide lines rather than tables squeezed into 80 columns.
 out = Console() if sys.stdout.isatty() else Console(width=200)
@@ -128,6 +142,7 @@ def _roaster_row(r: Roaster) -> dict[str, Any]:
         "robots_allowed": r.robots_allowed,
         "last_run_at": r.last_run_at,
         "last_success_at": r.last_success_at,
+        "paused_reason": r.paused_reason,
     }
 
 
@@ -138,10 +153,27 @@ def roasters_add(
     platform: Annotated[str, typer.Option(help="auto, shopify or woocommerce.")] = "auto",
     currency: Annotated[str | None, typer.Option(help="Shop currency (ISO 4217) when the shop does not say.")] = None,
     delay: Annotated[float | None, typer.Option(help="Seconds between requests to this shop.")] = None,
+    full_cadence: Annotated[
+        str | None, typer.Option(help="Cron of full runs, e.g. '0 3 1 * *' (default: COFFEE_SCRAPER_FULL_CADENCE).")
+    ] = None,
+    price_cadence: Annotated[
+        str | None, typer.Option(help="Cron of price runs, e.g. '0 4 * * 0' (default: COFFEE_SCRAPER_PRICE_CADENCE).")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Add a roaster's shop to scrape."""
     from urllib.parse import urlparse
+
+    from coffee_scraper.jobs.cadence import CadenceError, validate_cron
+
+    cadences: dict[str, Any] = {}
+    try:
+        if full_cadence is not None:
+            cadences["full_cadence"] = validate_cron(full_cadence, what="--full-cadence")
+        if price_cadence is not None:
+            cadences["price_cadence"] = validate_cron(price_cadence, what="--price-cadence")
+    except CadenceError as exc:
+        raise fail(str(exc)) from exc
 
     if "://" not in url:  # a bare shop host: example-roaster.in
         url = f"https://{url.strip().strip('/')}"
@@ -150,7 +182,13 @@ def roasters_add(
         raise fail(f"{url!r} is not a shop URL; give it as https://host or a bare host name")
     with database() as factory, db.session_scope(factory) as session:
         roaster = service.add_roaster(
-            session, name or parsed.hostname or url, url, platform=platform, currency=currency, delay_s=delay
+            session,
+            name or parsed.hostname or url,
+            url,
+            platform=platform,
+            currency=currency,
+            delay_s=delay,
+            **cadences,
         )
         row = _roaster_row(roaster)
     if as_json:
@@ -161,21 +199,36 @@ def roasters_add(
 
 @roasters_app.command("list")
 def roasters_list(as_json: JsonOpt = False) -> None:
-    """List the roasters with platform, circuit state and last results."""
+    """List the roasters with platform, circuit state, cadences, next full/price runs and last results."""
+    from coffee_scraper.catalog.models import utcnow
+    from coffee_scraper.jobs.service import schedule_views
+
+    now = utcnow()
     with database() as factory, factory() as session:
         rows = [_roaster_row(r) for r in service.list_roasters(session)]
+        views = {(v.roaster, v.mode): v for v in schedule_views(session, settings(), now)}
+    for r in rows:
+        for mode in ("full", "price"):
+            v = views.get((r["name"], mode))
+            r[f"{mode}_cadence"] = v.cadence if v else None
+            r[f"next_{mode}_at"] = v.next_due_at if v else None
     if as_json:
         _print_json(rows)
         return
-    table = Table("name", "url", "platform", "active", "circuit", "last success")
+    table = Table("name", "url", "platform", "state", "circuit", "full cadence", "next full", "price cadence",
+                  "next price", "last success")  # fmt: skip
     for r in rows:
         table.add_row(
             r["name"],
             r["base_url"],
             r["platform"],
-            "yes" if r["active"] else "paused",
+            "active" if r["active"] else f"paused: {r['paused_reason'] or 'by hand'}",
             r["circuit_state"],
-            str(r["last_success_at"] or "never"),
+            r["full_cadence"] or "",
+            str(r["next_full_at"] or "")[:16],
+            r["price_cadence"] or "",
+            str(r["next_price_at"] or "")[:16],
+            str(r["last_success_at"] or "never")[:19],
         )
     out.print(table)
 
@@ -706,6 +759,9 @@ def serve(
     s = settings()
     with database():  # migrated to the newest schema first, like every other command
         pass
+    from coffee_scraper.incidents.watchdog_commands import prepare_incident_store
+
+    prepare_incident_store(s)  # a separate incident store (COFFEE_SCRAPER_INCIDENTS_DATABASE_URL) is migrated too
     # uvicorn's own messages (startup, errors) go to the app log too; per-request access lines do not
     logging.getLogger("uvicorn").handlers = list(logging.getLogger("coffee_scraper").handlers)
     get_logger("app").info("serve_start", host=host, port=port, database=_masked(s.database_url))

@@ -75,6 +75,7 @@ class Roaster(Base):
     currency: Mapped[str | None] = mapped_column(String(3), default=None)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     paused_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    paused_at: Mapped[datetime | None] = mapped_column(default=None)  # when active became False (jobs/)
     # per-roaster overrides (None = settings default)
     full_cadence: Mapped[str | None] = mapped_column(String(100), default=None)
     price_cadence: Mapped[str | None] = mapped_column(String(100), default=None)

@@ -13,7 +13,8 @@ from datetime import datetime
 from typing import Any, cast
 from urllib.parse import urlsplit
 
-from sqlalchemy import Select, Table, bindparam, func, insert, select, text, update
+from sqlalchemy import BigInteger, Select, Table, bindparam, func, insert, select, text, update
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from coffee_scraper.catalog.models import (
@@ -788,23 +789,265 @@ def counts(session: Session) -> dict[str, int]:
     return out
 
 
+# --- dashboard and API queries (web/pages, web/api) --------------------------------------------------
+
+PER_WEIGHT_G = 250  # prices are compared per 250 g everywhere in the dashboard and API
+COFFEE_SORTS = ("roaster", "name", "price_250", "-price_250", "newest")
+
+
+def shop_url(url: str) -> str:
+    """A shop's base URL from what a person typed: a bare host gets https://; anything else must be http(s)."""
+    url = url.strip()
+    if "://" not in url:  # a bare shop host: example-roaster.in
+        url = f"https://{url.strip('/')}"
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"} or not parts.hostname or " " in parts.netloc:
+        raise CatalogError(f"{url!r} is not a shop URL; give it as https://host or a bare host name")
+    return url.rstrip("/")
+
+
+def per_250g_minor(price_minor: int, weight_g: int | None, pack_count: int = 1) -> int | None:
+    """A variant's price per 250 g in minor units (None when its weight is unknown or it has no price)."""
+    if not weight_g or weight_g <= 0 or price_minor <= 0:
+        return None
+    return round(price_minor * PER_WEIGHT_G / (weight_g * max(pack_count, 1)))
+
+
+@dataclass(frozen=True)
+class CoffeeFilters:
+    """What the coffee list, the coffees API and ``coffees list`` filter on (``None`` = no filter)."""
+
+    roaster: str | None = None
+    roast: str | None = None
+    process: str | None = None
+    country: str | None = None
+    region: str | None = None
+    search: str | None = None
+    in_stock: bool | None = None
+    min_price_minor: int | None = None  # any variant's price at least this
+    max_price_minor: int | None = None
+    min_per_250g_minor: int | None = None  # some variant with a known weight costs at least this per 250 g
+    max_per_250g_minor: int | None = None
+    coffee_only: bool = True
+    include_missing: bool = False
+
+
+def _per_250g_expr() -> Any:
+    return Variant.price_minor * float(PER_WEIGHT_G) / (Variant.weight_g * Variant.pack_count)
+
+
+def search_coffees(
+    session: Session, filters: CoffeeFilters, *, sort: str = "roaster", limit: int = 50, offset: int = 0
+) -> tuple[list[Coffee], int]:
+    """One page of coffees matching ``filters`` (variants and roaster loaded) and the total count.
+
+    Builds on ``coffees_query``; the per-250 g bounds compare without division (price × 250 against
+    bound × weight × packs), so they stay exact in integers on both backends.
+    """
+    if sort not in COFFEE_SORTS:
+        raise CatalogError(f"unknown sort {sort!r}; use one of {', '.join(COFFEE_SORTS)}")
+    stmt = coffees_query(
+        roaster=filters.roaster,
+        roast=filters.roast,
+        process=filters.process,
+        country=filters.country,
+        region=filters.region,
+        search=filters.search,
+        coffee_only=filters.coffee_only,
+        include_missing=filters.include_missing,
+        in_stock=filters.in_stock,
+        min_price_minor=filters.min_price_minor,
+        max_price_minor=filters.max_price_minor,
+    )
+    if filters.min_per_250g_minor is not None or filters.max_per_250g_minor is not None:
+        sub = select(Variant.coffee_id).where(Variant.status == "active", Variant.price_minor > 0, Variant.weight_g > 0)
+        grams = sql_cast(Variant.weight_g, BigInteger) * Variant.pack_count  # bound × grams overflows INTEGER on PG
+        if filters.min_per_250g_minor is not None:
+            sub = sub.where(Variant.price_minor * PER_WEIGHT_G >= filters.min_per_250g_minor * grams)
+        if filters.max_per_250g_minor is not None:
+            sub = sub.where(Variant.price_minor * PER_WEIGHT_G <= filters.max_per_250g_minor * grams)
+        if filters.in_stock is not None:
+            sub = sub.where(Variant.in_stock.is_(filters.in_stock))
+        stmt = stmt.where(Coffee.id.in_(sub))
+    total = int(session.scalar(select(func.count()).select_from(stmt.order_by(None).subquery())) or 0)
+    if sort in {"price_250", "-price_250"}:
+        cheapest = (
+            select(func.min(_per_250g_expr()))
+            .where(
+                Variant.coffee_id == Coffee.id,
+                Variant.status == "active",
+                Variant.price_minor > 0,
+                Variant.weight_g > 0,
+            )
+            .correlate(Coffee)
+            .scalar_subquery()
+        )
+        key = cheapest.asc() if sort == "price_250" else cheapest.desc()
+        stmt = stmt.order_by(None).order_by(key.nulls_last(), Coffee.id)
+    elif sort == "name":
+        stmt = stmt.order_by(None).order_by(Coffee.name_clean, Coffee.id)
+    elif sort == "newest":
+        stmt = stmt.order_by(None).order_by(Coffee.first_seen_at.desc(), Coffee.id.desc())
+    else:
+        stmt = stmt.order_by(Coffee.id)
+    return list(session.scalars(stmt.limit(limit).offset(offset))), total
+
+
+def coffee_facets(session: Session) -> dict[str, list[str]]:
+    """The values the coffee filters offer: roasters, roast levels, processes and origin countries in use."""
+
+    def distinct(column: Any) -> list[str]:
+        stmt = select(column).where(column.is_not(None), Coffee.is_coffee.is_(True)).distinct().order_by(column)
+        return [str(v) for v in session.scalars(stmt)]
+
+    return {
+        "roasters": [str(n) for n in session.scalars(select(Roaster.name).order_by(Roaster.name))],
+        "roast_levels": distinct(Coffee.roast_level),
+        "processes": distinct(Coffee.process),
+        "countries": distinct(Coffee.country),
+    }
+
+
+def get_coffee(session: Session, coffee_id: int) -> Coffee:
+    coffee = session.scalar(
+        select(Coffee)
+        .where(Coffee.id == coffee_id)
+        .options(selectinload(Coffee.variants), selectinload(Coffee.roaster))
+    )
+    if coffee is None:
+        raise CatalogError(
+            f"no coffee with id {coffee_id}; the coffee list (or `coffee-scraper coffees list`) shows ids"
+        )
+    return coffee
+
+
+@dataclass
+class RoasterStatus:
+    """A roaster with its newest run and how many active coffees it has (one row of the roasters list)."""
+
+    roaster: Roaster
+    last_run: ScrapeRun | None
+    coffees: int
+
+    @property
+    def needs_attention(self) -> bool:
+        r, run = self.roaster, self.last_run
+        return (
+            not r.active
+            or r.circuit_state != "closed"
+            or r.consecutive_failed_runs > 0
+            or r.robots_allowed is False
+            or (run is not None and run.status in {"fail", "partial"})
+        )
+
+
+def roaster_statuses(session: Session, *, roaster_id: int | None = None) -> list[RoasterStatus]:
+    """Every roaster (or one) with its newest run and active coffee count, by name: three queries in all."""
+    latest = (
+        select(ScrapeRun.roaster_id, func.max(ScrapeRun.id).label("run_id")).group_by(ScrapeRun.roaster_id).subquery()
+    )
+    stmt = (
+        select(Roaster, ScrapeRun)
+        .outerjoin(latest, latest.c.roaster_id == Roaster.id)
+        .outerjoin(ScrapeRun, ScrapeRun.id == latest.c.run_id)
+        .order_by(Roaster.name)
+    )
+    counts_stmt = (
+        select(Coffee.roaster_id, func.count())
+        .where(Coffee.status == "active", Coffee.is_coffee.is_(True))
+        .group_by(Coffee.roaster_id)
+    )
+    if roaster_id is not None:
+        stmt = stmt.where(Roaster.id == roaster_id)
+        counts_stmt = counts_stmt.where(Coffee.roaster_id == roaster_id)
+    coffee_counts = {rid: int(n) for rid, n in session.execute(counts_stmt)}
+    return [RoasterStatus(r, run, coffee_counts.get(r.id, 0)) for r, run in session.execute(stmt)]
+
+
+def recent_runs(
+    session: Session,
+    *,
+    roaster_id: int | None = None,
+    status: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> list[tuple[ScrapeRun, str]]:
+    """Runs newest first with their roaster's name."""
+    stmt = select(ScrapeRun, Roaster.name).join(Roaster).order_by(ScrapeRun.id.desc()).limit(limit).offset(offset)
+    if roaster_id is not None:
+        stmt = stmt.where(ScrapeRun.roaster_id == roaster_id)
+    if status:
+        stmt = stmt.where(ScrapeRun.status == status)
+    return [(run, name) for run, name in session.execute(stmt)]
+
+
+@dataclass
+class RunDetail:
+    """A run with its roaster name, its fetched pages (metadata only, no bodies) and quarantined products."""
+
+    run: ScrapeRun
+    roaster: str
+    pages: list[dict[str, Any]]
+    quarantined: list[QuarantinedProduct]
+
+
+def run_detail(session: Session, run_id: int) -> RunDetail:
+    row = session.execute(select(ScrapeRun, Roaster.name).join(Roaster).where(ScrapeRun.id == run_id)).first()
+    if row is None:
+        raise CatalogError(f"no run {run_id}; the runs list (or `coffee-scraper runs list`) shows recent runs")
+    run, roaster = row
+    a = RawArtifact
+    pages = [
+        dict(m)
+        for m in session.execute(
+            select(a.id, a.kind, a.page, a.url, a.status, a.size_bytes, a.elapsed_ms, a.from_cache, a.fetched_at)
+            .where(a.run_id == run_id)
+            .order_by(a.fetched_at, a.id)
+        ).mappings()
+    ]
+    quarantined = list(
+        session.scalars(
+            select(QuarantinedProduct).where(QuarantinedProduct.run_id == run_id).order_by(QuarantinedProduct.id)
+        )
+    )
+    return RunDetail(run=run, roaster=roaster, pages=pages, quarantined=quarantined)
+
+
+def run_outcomes_since(session: Session, since: datetime) -> list[tuple[datetime, str]]:
+    """(started_at, status) of every run started since ``since`` (for the runs-per-day chart)."""
+    stmt = select(ScrapeRun.started_at, ScrapeRun.status).where(ScrapeRun.started_at >= since)
+    return [(started, status) for started, status in session.execute(stmt)]
+
+
 __all__ = [
     "ArtifactCache",
     "CatalogError",
+    "CoffeeFilters",
+    "RoasterStatus",
+    "RunDetail",
     "UpsertStats",
     "add_roaster",
     "artifact_body",
+    "coffee_facets",
     "coffees_query",
     "counts",
     "fail_interrupted_runs",
+    "get_coffee",
     "get_roaster",
     "list_roasters",
     "mark_missing",
+    "per_250g_minor",
     "price_history",
     "quarantine",
+    "recent_runs",
+    "roaster_statuses",
     "run_artifacts",
+    "run_detail",
+    "run_outcomes_since",
     "save_shop_state",
+    "search_coffees",
     "shop_state",
+    "shop_url",
     "start_run",
     "store_artifact",
     "stored_hashes",

@@ -115,6 +115,11 @@ class SeverityPolicy:
     response_text: str
     escalation: str
     escalate_to: tuple[str, ...]
+    # on-call roster roles (incidents/oncall.py) notified when an incident of this severity opens
+    notify_roles: tuple[str, ...] = ()
+    business_hours_only: bool = False  # "Regular business hours": people are notified only inside them
+    time_escalation: bool = True  # climbs the Escalation Procedures levels while unresolved (not P3)
+    status_updates: bool = False  # "Status Update Template (Every 15 minutes for P0/P1)": reminders due
 
 
 @dataclass(frozen=True)
@@ -127,6 +132,7 @@ class EscalationLevel:
     ends_after: timedelta | None
     responsibilities: str
     escalate_when: str | None
+    roles: tuple[str, ...] = ()  # on-call roster roles (incidents/oncall.py) notified on reaching this level
 
 
 @dataclass(frozen=True)
@@ -186,30 +192,38 @@ SEVERITIES: dict[Severity, SeverityPolicy] = {
     Severity.P0: SeverityPolicy(
         Severity.P0, "Critical", SEVERITY_HEADINGS[Severity.P0], timedelta(minutes=15),
         "Immediate (0-15 minutes)", "Immediate to Engineering Manager", ("on-call engineer", "Engineering Manager"),
+        notify_roles=("oncall_primary", "engineering_manager"), status_updates=True,
     ),
     Severity.P1: SeverityPolicy(
         Severity.P1, "High", SEVERITY_HEADINGS[Severity.P1], timedelta(minutes=30),
         "30 minutes", "On-call engineer + Senior Engineer", ("on-call engineer", "Senior Engineer"),
+        notify_roles=("oncall_primary", "senior_engineer"), status_updates=True,
     ),
     Severity.P2: SeverityPolicy(
         Severity.P2, "Medium", SEVERITY_HEADINGS[Severity.P2], timedelta(hours=2),
         "2 hours", "On-call engineer", ("on-call engineer",),
+        notify_roles=("oncall_primary",),
     ),
     Severity.P3: SeverityPolicy(
         Severity.P3, "Low", SEVERITY_HEADINGS[Severity.P3], timedelta(hours=24),
         "24 hours", "Regular business hours", ("business hours",),
+        notify_roles=("oncall_primary",), business_hours_only=True, time_escalation=False,
     ),
 }  # fmt: skip
 
 ESCALATION_LEVELS: tuple[EscalationLevel, ...] = (
     EscalationLevel(1, "On-Call Engineer", timedelta(0), timedelta(minutes=30),
-                    "Initial response, basic troubleshooting", "unable to resolve within 30 minutes"),
+                    "Initial response, basic troubleshooting", "unable to resolve within 30 minutes",
+                    roles=("oncall_primary",)),
     EscalationLevel(2, "Senior Engineer", timedelta(minutes=30), timedelta(minutes=60),
-                    "Deep investigation, complex troubleshooting", "incident persists beyond 60 minutes"),
+                    "Deep investigation, complex troubleshooting", "incident persists beyond 60 minutes",
+                    roles=("senior_engineer",)),
     EscalationLevel(3, "Engineering Manager", timedelta(minutes=60), None,
-                    "Incident coordination, resource allocation", "incident impacts business operations"),
+                    "Incident coordination, resource allocation", "incident impacts business operations",
+                    roles=("engineering_manager",)),
     EscalationLevel(4, "CTO/Leadership", timedelta(hours=2), None,
-                    "Business impact assessment, external communication", None),
+                    "Business impact assessment, external communication", None,
+                    roles=("cto",)),
 )  # fmt: skip
 
 

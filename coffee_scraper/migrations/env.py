@@ -10,8 +10,13 @@ from typing import Any
 from alembic import context
 from sqlalchemy import pool
 
+from coffee_scraper.accounts import models as _accounts_models  # noqa: F401  (dashboard users)
 from coffee_scraper.catalog.db import make_engine
 from coffee_scraper.catalog.models import Base
+from coffee_scraper.incidents import models as _incidents_models  # noqa: F401  (incidents, alerts, timeline)
+from coffee_scraper.incidents import ops_models as _ops_models  # noqa: F401  (remediation audit, checklists)
+from coffee_scraper.incidents.notify import models as _notify_models  # noqa: F401  (notification outbox)
+from coffee_scraper.jobs import models as _jobs_models  # noqa: F401  (registers the scheduler tables)
 
 config = context.config
 target_metadata = Base.metadata

@@ -94,7 +94,43 @@ NOTIFICATIONS = Counter(
     ["channel", "result"],
     registry=REGISTRY,
 )
+NOTIFICATIONS_DEAD = Counter(
+    f"{PREFIX}_notifications_dead_total",
+    "Notifications given up on (dead-lettered) after too many attempts, too much age or a permanent error.",
+    ["channel"],
+    registry=REGISTRY,
+)
+OUTBOX_PENDING = Gauge(
+    f"{PREFIX}_notification_outbox_pending",
+    "Notifications waiting in the outbox (pending, failed-and-retrying, sending), per channel.",
+    ["channel"],
+    registry=REGISTRY,
+)
+OUTBOX_OLDEST_AGE = Gauge(
+    f"{PREFIX}_notification_outbox_oldest_age_seconds",
+    "Age of the oldest undelivered notification per channel (0 when none).",
+    ["channel"],
+    registry=REGISTRY,
+)
+ESCALATIONS = Counter(
+    f"{PREFIX}_escalations_total",
+    "Incident escalations performed, per level reached (2..4).",
+    ["level"],
+    registry=REGISTRY,
+)
 OPEN_INCIDENTS = Gauge(f"{PREFIX}_open_incidents", "Open incidents per severity.", ["severity"], registry=REGISTRY)
+ALERTS_RECEIVED = Counter(
+    f"{PREFIX}_alerts_received_total",
+    "Alerts received by the receivers, per source (prometheus, alertmanager, pagerduty) and result (opened, "
+    "grouped, refired, duplicate, stale, resolved, stored, silenced, acknowledged, dropped, invalid, throttled).",
+    ["source", "result"],
+    registry=REGISTRY,
+)
+INCIDENT_SPOOL_EVENTS = Gauge(
+    f"{PREFIX}_incident_spool_events",
+    "Watchdog alerts waiting in the local spool file because the incident store was unreachable.",
+    registry=REGISTRY,
+)
 HEARTBEAT = Gauge(
     f"{PREFIX}_heartbeat_timestamp_seconds",
     "Unix time of the last heartbeat per component (scheduler, worker-N, watchdog).",

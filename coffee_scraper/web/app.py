@@ -34,13 +34,23 @@ from prometheus_client.exposition import gzip_accepted
 from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
 
 from coffee_scraper.catalog import db
+from coffee_scraper.incidents import runner as incidents_runner
+from coffee_scraper.incidents import watchdog
+from coffee_scraper.incidents.alert_config import AlertSettings
+from coffee_scraper.incidents.ops_views import ops_router
+from coffee_scraper.incidents.views import incidents_router
+from coffee_scraper.jobs import embedded as jobs_embedded
+from coffee_scraper.jobs import service as jobs_service
 from coffee_scraper.observability.exposition import generate_text
 from coffee_scraper.observability.logging import get_logger
 from coffee_scraper.observability.metrics import REGISTRY, SYSTEM
 from coffee_scraper.observability.system import watched_paths
 from coffee_scraper.settings import Settings
+from coffee_scraper.web.limits import BodySizeLimit
+from coffee_scraper.web.pages import mount_dashboard
 
 DB_CONNECT_TIMEOUT_S = 2  # libpq connect_timeout (whole seconds)
 DB_CHECK_DEADLINE_S = 3.0  # the readiness answer never waits longer than this for the database
@@ -86,6 +96,15 @@ def _check_migrations(engine: Engine, head: str | None) -> dict[str, Any]:
     return result
 
 
+def _check_heartbeats(engine: Engine, expected_session: str | None, max_age_s: float) -> dict[str, Any]:
+    """Scheduler/worker heartbeats (jobs/): stale ones fail readiness; ``{}`` when none is expected."""
+    from coffee_scraper.catalog.models import utcnow
+
+    with Session(engine) as session:
+        result = jobs_service.heartbeat_health(session, utcnow(), max_age_s, expected_session=expected_session)
+    return result or {}
+
+
 async def _bounded(check: Any, *args: Any) -> dict[str, Any]:
     """Run a blocking check in a thread; a failure or the deadline becomes ``{"ok": false, "error": ...}``."""
     try:
@@ -103,14 +122,24 @@ def create_app(settings: Settings) -> FastAPI:
     head = db.head_revision()
     SYSTEM.watch_paths(watched_paths(settings))
     log = get_logger("app")
+    heartbeat_max_age_s = AlertSettings().heartbeat_max_age_s
+    incident_settings = watchdog.incident_store_settings(settings)  # incidents_database_url, when set
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        yield
+        async with (
+            watchdog.running(settings),  # the built-in watchdog (COFFEE_SCRAPER_WATCHDOG_ENABLED)
+            jobs_embedded.running(settings) as scheduler,  # embedded scheduler mode (jobs/embedded.py)
+            incidents_runner.running(incident_settings),  # escalation, reminders, notification delivery
+        ):
+            _app.state.scheduler = scheduler
+            yield
+        dashboard.close()
         engine.dispose()
 
-    app = FastAPI(title="coffee-scraper", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(title="coffee-scraper", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url="/openapi.json")
     app.state.engine = engine
+    dashboard = mount_dashboard(app, settings)  # pages, /api/v1, /login, /static (web/pages/)
 
     @app.get("/metrics")
     def metrics(request: Request) -> Response:
@@ -135,10 +164,19 @@ def create_app(settings: Settings) -> FastAPI:
             checks["migrations"] = await _bounded(_check_migrations, engine, head)
         else:
             checks["migrations"] = {"ok": False, "error": "not checked: the database is unreachable", "head": head}
+        if checks["migrations"]["ok"]:  # heartbeats: only when a scheduler or worker is expected
+            scheduler = getattr(app.state, "scheduler", None)
+            expected = scheduler.identity.session_id if scheduler is not None else None
+            beats = await _bounded(_check_heartbeats, engine, expected, heartbeat_max_age_s)
+            if beats is not None and beats.get("ok") is not None:
+                checks["heartbeats"] = beats
         failed = [name for name, result in checks.items() if not result["ok"]]
         if failed:
             log.warning("readiness_failed", failed=failed, checks=checks)
         body = {"status": "fail" if failed else "ok", "failed": failed, "checks": checks}
         return JSONResponse(body, status_code=503 if failed else 200)
 
+    app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)  # 413 for /api/ bodies (web/limits.py)
+    app.include_router(incidents_router(incident_settings))  # alert receivers + incidents API (incidents/views.py)
+    app.include_router(ops_router(settings))  # diagnostics, remediation, follow-up API + loop (incidents/ops_views.py)
     return app
