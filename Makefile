@@ -42,6 +42,7 @@ bench: $(DEV_STAMP)  ## run the benchmarks (results go in bench/README.md by han
 	$(BIN)/python -m bench.throughput
 	$(BIN)/python -m bench.crawl
 	$(BIN)/python -m bench.normalize_speed
+	$(BIN)/python -m bench.scaling
 
 accuracy: $(DEV_STAMP)  ## normalizer accuracy against the hand-labelled gold set
 	$(BIN)/python -m bench.accuracy

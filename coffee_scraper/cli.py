@@ -749,7 +749,7 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port to listen on.")] = 8000,
 ) -> None:
-    """Serve /metrics (Prometheus), /health and /health/ready over HTTP until interrupted."""
+    """Serve the dashboard (/login), /api/v1, /metrics (Prometheus), /health and /health/ready until interrupted."""
     import logging
 
     import uvicorn
@@ -765,7 +765,10 @@ def serve(
     # uvicorn's own messages (startup, errors) go to the app log too; per-request access lines do not
     logging.getLogger("uvicorn").handlers = list(logging.getLogger("coffee_scraper").handlers)
     get_logger("app").info("serve_start", host=host, port=port, database=_masked(s.database_url))
-    err.print(f"serving http://{host}:{port}/metrics, /health and /health/ready (Ctrl-C stops)", highlight=False)
+    err.print(
+        f"serving the dashboard on http://{host}:{port}/ (API /api/v1, /metrics, /health; Ctrl-C stops)",
+        highlight=False,
+    )
     try:
         uvicorn.run(create_app(s), host=host, port=port, log_config=None, access_log=False)
     except OSError as exc:

@@ -188,7 +188,7 @@ def users_tokens(
         except service.AccountError as exc:
             raise cli.fail(str(exc)) from exc
         names = {u.id: u.username for u in service.list_users(session)}
-        rows = [
+        rows: list[dict[str, Any]] = [
             {
                 "id": t.id,
                 "user": names.get(t.user_id, "?"),

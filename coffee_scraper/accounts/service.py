@@ -208,7 +208,7 @@ def create_session(
             user_agent=(user_agent or "")[:300] or None,
         )
     )
-    session.execute(delete(UserSession).where(UserSession.expires_at <= now))  # housekeeping, indexed by nothing
+    session.execute(delete(UserSession).where(UserSession.expires_at <= now))  # expired sessions go at each login
     session.flush()
     return token
 

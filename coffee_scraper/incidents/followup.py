@@ -1064,15 +1064,16 @@ def report_markdown(report: dict[str, Any]) -> str:
 def status_update_note(session: Session, incident: Incident) -> str | None:
     """The newest diagnostics summary not yet reported in a status update (for the next 📊 Status Update)."""
     since = incident.last_status_update_at or incident.opened_at
-    event = session.scalar(
+    entries = session.scalars(
         select(IncidentEvent)
         .where(IncidentEvent.incident_id == incident.id, IncidentEvent.kind == "diagnostic", IncidentEvent.at >= since)
         .order_by(IncidentEvent.id.desc())
-        .limit(1)
     )
-    if event is None or (event.data or {}).get("type") != "diagnostics":
-        return None
-    return str((event.data or {}).get("summary_text") or event.message)
+    for event in entries:
+        data = event.data or {}
+        if data.get("type") == "diagnostics" and not data.get("skipped"):
+            return str(data.get("summary_text") or event.message)
+    return None
 
 
 # --- diagnostics on the timeline, and the background loop ------------------------------------------------------

@@ -20,7 +20,6 @@ windowed value has no data, exactly like ``rate()`` over a single point.
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import os
 import re
@@ -28,7 +27,7 @@ import stat
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -549,27 +548,3 @@ class Measurements:
     data_loss: dict[str, int] | None = None  # table -> rows that disappeared since the high-water mark
     null_jumps: dict[str, tuple[float, float]] | None = None  # roaster -> (previous share, current share)
     errors: dict[str, str] = field(default_factory=dict)  # part -> why it could not be measured
-
-    def to_json(self) -> dict[str, Any]:
-        """A compact, JSON-safe summary (for ``watchdog status --json``)."""
-        return json.loads(
-            json.dumps(
-                {
-                    "at": self.at.isoformat(),
-                    "database": self.database.__dict__ if self.database else None,
-                    "memory_ratio": self.memory_ratio,
-                    "disks": [d.__dict__ for d in self.disks],
-                    "errors": self.errors,
-                },
-                default=str,
-            )
-        )
-
-
-def iter_lines(path: Path) -> Iterator[str]:
-    """Lines of a text file that may not exist (empty then)."""
-    try:
-        with path.open(encoding="utf-8") as fh:
-            yield from fh
-    except FileNotFoundError:
-        return

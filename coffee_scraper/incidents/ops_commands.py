@@ -591,13 +591,141 @@ def postmortem_cmd(
         cli.err.print(f"opened {url}", highlight=False)
 
 
+# --- drill ------------------------------------------------------------------------------------------------------
+
+STEP_STYLE = {"pass": "green", "fail": "bold red", "skip": "dim", "pending": "yellow"}
+
+
+def print_scorecard(card: dict[str, Any]) -> None:
+    cli = _cli()
+    title = f"drill {card.get('drill_id')} {card.get('scenario')}: {card.get('status')}" + (
+        f" — {card['incident_id']}" if card.get("incident_id") else ""
+    )
+    table = Table("step", "result", "time", "target", "detail", title=title)
+    for st in card.get("steps", []):
+        style = STEP_STYLE.get(st["status"], "")
+        elapsed = f"{st['elapsed_s']:.1f} s" if st.get("elapsed_s") is not None else ""
+        target = f"≤ {st['target_s']:g} s" if st.get("target_s") is not None else ""
+        since = f" after {st['since']}" if st.get("since") and elapsed else ""
+        table.add_row(st["name"], f"[{style}]{st['status']}[/]", elapsed + since, target, st.get("detail") or "")
+    cli.out.print(table)
+    cli.out.print(
+        f"expected: {card.get('expected')}" + ("  (fast: `for` durations shortened)" if card.get("fast") else ""),
+        highlight=False,
+    )
+
+
+def _remote_drill(server: str, token: str | None, body: dict[str, Any], as_json: bool) -> dict[str, Any]:
+    import time
+
+    import httpx
+
+    cli = _cli()
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        started = httpx.post(f"{server}/api/v1/drills", json=body, headers=headers, timeout=30)
+    except httpx.HTTPError as exc:
+        raise cli.fail(
+            f"no coffee-scraper serve at {server} ({type(exc).__name__}): drills inject faults into a "
+            "running system — start it with `coffee-scraper serve`, or pass --server URL or --local"
+        ) from exc
+    if started.status_code != 202:
+        detail = started.json().get("detail") if "json" in started.headers.get("content-type", "") else started.text
+        raise cli.fail(f"{server} refused the drill (HTTP {started.status_code}): {detail}")
+    drill_id = started.json()["id"]
+    if not as_json:
+        cli.err.print(f"drill {drill_id} ({body['scenario']}) started on {server}", highlight=False)
+    seen: dict[str, str] = {}
+    deadline = time.monotonic() + body["timeout_s"] * 12 + 60
+    row: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        row = httpx.get(f"{server}/api/v1/drills/{drill_id}", headers=headers, timeout=30).json()
+        for st in (row.get("scorecard") or {}).get("steps", []):
+            if st["status"] != "pending" and seen.get(st["name"]) != st["status"]:
+                seen[st["name"]] = st["status"]
+                if not as_json:
+                    cli.err.print(
+                        f"  {st['name']}: {st['status']} — {st.get('detail') or ''}", highlight=False, markup=False
+                    )
+        if row.get("status") != "running":
+            break
+        time.sleep(1.0)
+    card: dict[str, Any] = row.get("scorecard") or {}
+    card["status"] = row.get("status", card.get("status"))
+    return card
+
+
+def drill(
+    scenario: Annotated[
+        str | None, typer.Argument(help="The scenario (omit to list them and the recent drills).")
+    ] = None,
+    server: Annotated[
+        str | None, typer.Option(help="The running serve (default: COFFEE_SCRAPER_DIAGNOSTICS_SERVICE_URL).")
+    ] = None,
+    local: Annotated[bool, typer.Option("--local", help="Run it in this process instead of in `serve`.")] = False,
+    fast: Annotated[bool, typer.Option("--fast", help="Shorten the rules' `for` and windows (a quick check).")] = False,
+    page: Annotated[bool, typer.Option("--page", help="Page the real on-call people (default: stand-ins).")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for each step.")] = 900.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Inject a real, reversible fault into the running system and score the response against the runbook.
+
+    Drill incidents are marked as drills everywhere and page stand-ins, not people, unless --page.
+    Exit code 1 when a step failed.
+    """
+    from coffee_scraper.incidents import drills
+
+    cli = _cli()
+    s = cli.settings()
+    if scenario is None:
+        rows = [{"scenario": sc.name, "fault": sc.fault, "expected": sc.expected} for sc in drills.SCENARIOS.values()]
+        if as_json:
+            cli._print_json(rows)
+            return
+        table = Table("scenario", "fault injected", "expected")
+        for r in rows:
+            table.add_row(r["scenario"], r["fault"], r["expected"])
+        cli.out.print(table)
+        cli.out.print("Run one against `serve`: coffee-scraper drill db-outage [--fast]", highlight=False)
+        return
+    if scenario not in drills.SCENARIOS:
+        raise cli.fail(f"unknown drill scenario {scenario!r}; choose from {', '.join(drills.SCENARIOS)}")
+    body = {"scenario": scenario, "fast": fast, "page": page, "timeout_s": timeout, "actor": "cli"}
+    if local:
+        card = _local_drill(s, scenario, drills.DrillOptions(fast=fast, page=page, timeout_s=timeout))
+    else:
+        token = s.api_token.get_secret_value() if s.api_token else None
+        card = _remote_drill((server or s.diagnostics_service_url).rstrip("/"), token, body, as_json)
+    if as_json:
+        cli._print_json(card)
+    else:
+        print_scorecard(card)
+    raise typer.Exit(0 if card.get("status") == "passed" else 1)
+
+
+def _local_drill(s: Settings, scenario: str, options: Any) -> dict[str, Any]:
+    from coffee_scraper.incidents import drills
+    from coffee_scraper.incidents.remediation import incidents_url
+    from coffee_scraper.incidents.runner import IncidentRunner
+
+    with stores(s):
+        pass  # both databases migrated
+    store = s.model_copy(update={"database_url": incidents_url(s)})
+    runner = IncidentRunner(store, heartbeat=False)
+    try:
+        return drills.Drill(scenario, s, options=options, drive=lambda: runner.run_once()).run()
+    finally:
+        runner.outbox.close()
+
+
 def register(app: typer.Typer, incidents_app: typer.Typer | None = None) -> None:
-    """Add ``diagnose``, ``remediate``, ``runbook``, ``report`` (and ``drill``) to the top-level app and the
+    """Add ``diagnose``, ``remediate``, ``runbook``, ``report`` and ``drill`` to the top-level app and the
     follow-up commands (``postmortem``, ``checklist``, ``check``, ``action-item``) to ``incidents``."""
     app.command("diagnose")(diagnose)
     app.command("remediate")(remediate)
     app.command("runbook")(runbook)
     app.command("report")(report)
+    app.command("drill")(drill)
     if incidents_app is not None:
         incidents_app.registered_commands += followup_app.registered_commands
     else:

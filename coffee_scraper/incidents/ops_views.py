@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from coffee_scraper.catalog import db
-from coffee_scraper.incidents import diagnostics, followup, remediation
+from coffee_scraper.incidents import diagnostics, drills, followup, remediation
 from coffee_scraper.observability.logging import get_logger
 from coffee_scraper.settings import Settings
 from coffee_scraper.web.auth import Caller, TokenAuth
@@ -56,6 +56,16 @@ class ActionItemIn(BaseModel):
     owner: str | None = Field(None, max_length=200)
     ticket_url: str | None = Field(None, max_length=2000)
     due_days: int = Field(30, ge=1, le=365)
+
+
+class DrillIn(BaseModel):
+    scenario: str = Field(
+        ..., description="db-outage, storage-errors, roaster-5xx, roaster-429, disk, memory, channel-down"
+    )
+    fast: bool = Field(False, description="Shorten the scenario rules' `for` to zero and rate windows to seconds.")
+    page: bool = Field(False, description="Page the real roster (default: stand-ins; nobody real is paged).")
+    timeout_s: float = Field(900.0, gt=0, le=7200, description="Give up waiting for a step after this long.")
+    actor: str | None = Field(None, max_length=200)
 
 
 class PostmortemIn(BaseModel):
@@ -115,6 +125,8 @@ def ops_router(settings: Settings) -> APIRouter:
             settings, incidents_factory=incidents, catalog_factory=catalog, now=lambda: clock_of(app)()
         )
         app.state.recovery_loop = loop
+        drill_service.now = lambda: clock_of(app)()
+        app.state.drills = drill_service
         stop = asyncio.Event()
         task = (
             asyncio.create_task(loop.run(stop, settings.recovery_interval_s))
@@ -124,6 +136,7 @@ def ops_router(settings: Settings) -> APIRouter:
         try:
             yield
         finally:
+            await run_in_threadpool(drill_service.close)
             stop.set()
             if task is not None:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -134,6 +147,7 @@ def ops_router(settings: Settings) -> APIRouter:
             if not same:
                 catalog_engine.dispose()
 
+    drill_service = drills.DrillService(settings)
     router = APIRouter(lifespan=lifespan)
 
     # --- diagnostics ---------------------------------------------------------------------------------------
@@ -397,5 +411,50 @@ def ops_router(settings: Settings) -> APIRouter:
         from coffee_scraper.incidents.runbook import live_inputs, render_runbook
 
         return PlainTextResponse(render_runbook(live_inputs(settings)), media_type="text/markdown")
+
+    # --- drills ------------------------------------------------------------------------------------------------
+
+    @router.post("/api/v1/drills", tags=["recovery"], status_code=202, summary="Start a drill in this server")
+    def start_drill(body: DrillIn, caller: Caller = writer) -> dict[str, Any]:
+        options = drills.DrillOptions(
+            fast=body.fast,
+            page=body.page,
+            timeout_s=body.timeout_s,
+            actor=body.actor or caller.name,
+            run_loops=settings.recovery_interval_s <= 0,
+        )
+        if body.scenario not in drills.SCENARIOS:
+            raise HTTPException(
+                404, f"unknown drill scenario {body.scenario!r}; choose from {', '.join(drills.SCENARIOS)}"
+            )
+        try:
+            run_id = drill_service.start(body.scenario, options)
+        except drills.DrillError as exc:
+            raise HTTPException(409, str(exc)) from exc
+        return {"id": run_id, "scenario": body.scenario, "status": "running"}
+
+    @router.get("/api/v1/drills", tags=["recovery"], summary="Drill runs, newest first")
+    def list_drills(limit: int = Query(20, ge=1, le=200), _caller: Caller = reader) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = read(lambda s: drills.run_rows(s, limit))
+        return result
+
+    @router.get("/api/v1/drills/{drill_id}", tags=["recovery"], summary="One drill with its scorecard")
+    def get_drill(drill_id: int, _caller: Caller = reader) -> dict[str, Any]:
+        from coffee_scraper.incidents.ops_models import DrillRun
+
+        def q(session: Session) -> dict[str, Any] | None:
+            row = session.get(DrillRun, drill_id)
+            return drills.drill_dict(row) if row is not None else None
+
+        result: dict[str, Any] | None = read(q)
+        if result is None:
+            raise HTTPException(404, f"no drill {drill_id}; GET /api/v1/drills lists them")
+        return result
+
+    @router.post("/api/v1/drills/{drill_id}/abort", tags=["recovery"], summary="Abort the running drill")
+    def abort_drill(drill_id: int, _caller: Caller = writer) -> dict[str, Any]:
+        if drill_service.running() != drill_id or not drill_service.abort():
+            raise HTTPException(409, f"drill {drill_id} is not running")
+        return {"id": drill_id, "status": "aborting"}
 
     return router

@@ -1,7 +1,8 @@
 """The incident loop: every ``incident_runner_interval_s`` seconds (and at once when a transaction in this process
 enqueued messages) run the periodic parts of incident response.
 
-One pass (``IncidentRunner.run_once``): ``flows.sweep`` (alert expiry, auto-resolve, response breaches), the
+One pass (``IncidentRunner.run_once``): ``flows.sweep`` (alert expiry, auto-resolve, response breaches; at most every
+``incident_sweep_interval_s``, and not inside ``serve``, whose API router sweeps on its own), the
 escalation sweep, the reminder sweep, outbox delivery until nothing is due, the delivery-health check (raises or
 clears the P2 "Monitoring Issues" alert through ``flows.ingest``), the outbox gauges and a heartbeat (component
 ``incidents``: ``jobs.service.beat`` row + HEARTBEAT metric). Each step is isolated: one failing step is logged
@@ -93,6 +94,7 @@ class IncidentRunner:
         roster: Roster | None = None,
         senders: dict[str, Sender] | None = None,
         heartbeat: bool = True,
+        flows_sweep: bool = True,
     ) -> None:
         self.settings = settings
         self._own_engine = factory is None
@@ -105,6 +107,8 @@ class IncidentRunner:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_health: float | None = None
+        self.flows_sweep = flows_sweep  # serve's API router sweeps on its own (incident_sweep_interval_s)
+        self._last_flows_sweep: float | None = None
         self.passes = 0
 
     def config(self) -> NotifyConfig:
@@ -120,8 +124,16 @@ class IncidentRunner:
             return None
 
     def _flows_sweep(self, now: datetime) -> dict[str, Any]:
+        """The incidents core's sweep, at most every ``incident_sweep_interval_s`` (0: every pass)."""
         from coffee_scraper.incidents import flows
 
+        if not self.flows_sweep:
+            return {}
+        at = now.timestamp()
+        every = self.settings.incident_sweep_interval_s
+        if self._last_flows_sweep is not None and every > 0 and at - self._last_flows_sweep < every:
+            return {}
+        self._last_flows_sweep = at
         with write_lock(self.factory), session_scope(self.factory) as session:
             swept = flows.sweep(session, now=now, settings=self.settings)
         return swept.as_dict()
@@ -261,7 +273,7 @@ async def running(settings: Settings) -> AsyncIterator[IncidentRunner | None]:
     if not settings.incident_runner_enabled:
         yield None
         return
-    runner = IncidentRunner(settings)
+    runner = IncidentRunner(settings, flows_sweep=False)  # the API router's lifespan sweeps in serve
     runner.start()
     try:
         yield runner

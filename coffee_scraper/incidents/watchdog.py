@@ -702,13 +702,27 @@ class Spool:
         self.max_lines = max_lines
         self._lock = threading.Lock()
 
+    @staticmethod
+    def _key(d: dict[str, Any]) -> tuple[Any, ...]:
+        return (d.get("rule"), d.get("component"), d.get("firing"), d.get("started_at"))
+
     def append(self, alerts: Iterable[WatchdogAlert]) -> int:
-        lines = [json.dumps(a.to_json(), sort_keys=True) for a in alerts]
-        if not lines:
-            return 0
+        """Add alerts not already waiting (a firing alert is re-sent every pass: one line per activation)."""
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             existing = self._read_lines()
+            waiting = set()
+            for line in existing:
+                with contextlib.suppress(ValueError):
+                    waiting.add(self._key(json.loads(line)))
+            lines = []
+            for alert in alerts:
+                d = alert.to_json()
+                if self._key(d) not in waiting:
+                    waiting.add(self._key(d))
+                    lines.append(json.dumps(d, sort_keys=True))
+            if not lines:
+                return 0
             kept = (existing + lines)[-self.max_lines :]
             if len(existing) + len(lines) > self.max_lines:
                 get_logger("incidents").warning(
@@ -975,6 +989,7 @@ class Watchdog:
             alerts: list[WatchdogAlert] = []
             for rule in self.rules:
                 per = results.get(rule.id, {})
+                before = self.states.get(rule.id, {})
                 self.states[rule.id] = {c: st for c, (_, st) in per.items()}
                 for component, (verdict, _state) in per.items():
                     if isinstance(verdict, Firing):
@@ -982,7 +997,10 @@ class Watchdog:
                             WatchdogAlert(rule.id, component, True, at, verdict.since, verdict.value, verdict.detail)
                         )
                     elif isinstance(verdict, Clear) and verdict.resolved:
-                        alerts.append(WatchdogAlert(rule.id, component, False, at, None, verdict.value, verdict.detail))
+                        began = before[component].since if component in before else None  # the activation it ends
+                        alerts.append(
+                            WatchdogAlert(rule.id, component, False, at, began, verdict.value, verdict.detail)
+                        )
             evaluation = Evaluation(at, results, alerts, measurements)
             self.last = evaluation
             return evaluation
@@ -1200,6 +1218,8 @@ class Watchdog:
         data = read_status_file(self.settings.watchdog_state_file)
         if not data or data.get("version") != STATE_VERSION:
             return
+        if data.get("incidents_database") != _masked(incidents_url(self.settings)):
+            return  # another installation's file (or the store moved): its alerts are not ours to resolve
         fresh_until = None
         if data.get("last_eval"):
             fresh_until = datetime.fromisoformat(data["last_eval"]) + timedelta(seconds=2 * self.interval_s)

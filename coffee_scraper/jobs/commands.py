@@ -259,6 +259,8 @@ def jobs_run_now(
 def _run_here(cli: Any, factory: Any, s: Any, roaster: str, mode: str) -> Any:
     from coffee_scraper.jobs.execute import QueuePaused, RetryableRunError, StorageGuard, execute_run
 
+    with session_scope(factory) as session:  # schedule rows exist, so the run's result shows in `jobs list`
+        service.sync_schedules(session, s, utcnow())
     try:
         return asyncio.run(
             execute_run(roaster, mode, settings=s, factory=factory, trigger="manual", guard=StorageGuard(s))  # type: ignore[arg-type]

@@ -10,10 +10,13 @@ Not here: deciding when runs are due (``service``), starting them (``embedded``/
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
+import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from datetime import datetime
+from typing import Any, TypeVar
 
 import httpx
 from sqlalchemy import exc as sa_exc
@@ -31,6 +34,7 @@ from coffee_scraper.pipeline.run import Mode, RunReport, run_roaster
 from coffee_scraper.settings import Settings
 from coffee_scraper.storefronts import Fetcher
 
+T = TypeVar("T")
 OUTCOMES = ("ok", "partial", "fail", "skipped", "error", "interrupted", "paused")
 
 
@@ -163,6 +167,39 @@ def process_guard(settings: Settings) -> StorageGuard:
     return _process_guard
 
 
+async def in_own_loop(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine on an event loop of its own, in a thread of its own.
+
+    The pipeline does its bookkeeping with blocking database calls; on the caller's loop they would stall
+    every other run of the worker and, in embedded mode, the web app (a SQLite write may wait for the lock).
+    Cancelling the caller cancels the run inside its loop and waits until it has stopped, including a page
+    still being written by the pipeline's page thread, so the caller can then mark the run interrupted.
+    """
+    started = threading.Event()
+    holder: dict[str, Any] = {}
+
+    def runner() -> T:
+        loop = asyncio.new_event_loop()
+        task = loop.create_task(make())
+        holder["loop"], holder["task"] = loop, task
+        started.set()
+        try:
+            return loop.run_until_complete(task)
+        finally:
+            loop.run_until_complete(loop.shutdown_default_executor())
+            loop.close()
+
+    thread_run = asyncio.ensure_future(asyncio.to_thread(runner))
+    try:
+        return await asyncio.shield(thread_run)
+    except asyncio.CancelledError:
+        await asyncio.to_thread(started.wait)
+        holder["loop"].call_soon_threadsafe(holder["task"].cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await thread_run
+        raise
+
+
 def _count(queue: str, outcome: str) -> None:
     JOBS.labels(queue, outcome).inc()
 
@@ -240,12 +277,18 @@ async def execute_run(
     log.info("job_run_start", roaster=roaster_name, mode=mode, trigger=trigger)
     try:
         if fetcher is None:
-            cache = catalog.ArtifactCache(factory)
-            transport = run_transport(settings)
-            async with Fetcher(
-                settings, cache=cache, transport=transport, on_event=instrument.record_request_event
-            ) as own:
-                report = await run_roaster(roaster_name, mode, settings=settings, factory=factory, fetcher=own, now=now)
+
+            async def with_own_fetcher() -> RunReport:
+                cache = catalog.ArtifactCache(factory)
+                transport = run_transport(settings)
+                async with Fetcher(
+                    settings, cache=cache, transport=transport, on_event=instrument.record_request_event
+                ) as own:
+                    return await run_roaster(
+                        roaster_name, mode, settings=settings, factory=factory, fetcher=own, now=now
+                    )
+
+            report = await in_own_loop(with_own_fetcher)
         else:
             report = await run_roaster(roaster_name, mode, settings=settings, factory=factory, fetcher=fetcher, now=now)
     except asyncio.CancelledError:

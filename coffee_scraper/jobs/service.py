@@ -416,7 +416,8 @@ def heartbeat_health(
         for h in rows
         if (now - h.last_beat_at).total_seconds() > max_age_s
     ]
-    result: dict[str, Any] = {"ok": not stale, "components": len(rows), "max_age_s": max_age_s, "stale": stale}
+    components = [f"{h.component} {h.instance}" for h in rows]
+    result: dict[str, Any] = {"ok": not stale, "components": components, "max_age_s": max_age_s, "stale": stale}
     if expected_session is not None and not any(h.session_id == expected_session for h in rows):
         result["ok"] = False
         result["error"] = "the embedded scheduler has written no heartbeat; see scheduler.log"

@@ -5,8 +5,9 @@ the token as password, for senders that only do basic auth) where TOKEN is ``COF
 compared in constant time (``hmac.compare_digest`` of SHA-256 digests, so length leaks nothing either). Without
 a header or with a wrong one it answers 401 with ``WWW-Authenticate``; when no token is configured, endpoints
 that need one answer 503 saying how to configure it (secure by default). When the dashboard's security is wired
-(``request.app.state.web``), a user's own API token (``csk_...``) with the operator role is accepted too and
-the user becomes the actor. The token is never logged or echoed.
+(``request.app.state.web``), a user's own API token (``csk_...``) or logged-in dashboard session is accepted
+too (viewer role to read, operator to write; session writes need the CSRF token) and the user becomes the actor.
+The token is never logged or echoed.
 Does not live here: dashboard sessions, users and roles (``web/security.py``), the body-size limit (``limits.py``).
 """
 
@@ -28,7 +29,7 @@ REALM = "coffee-scraper"
 bearer_scheme = HTTPBearer(
     auto_error=False,
     scheme_name="apiToken",
-    description="COFFEE_SCRAPER_API_TOKEN (or a user's API token with the operator role), as a bearer token.",
+    description="COFFEE_SCRAPER_API_TOKEN (or a dashboard user's API token: viewer reads, operator writes).",
 )
 
 
@@ -37,7 +38,7 @@ class Caller:
     """Who made an authenticated request: ``name`` is used as the actor on incident timelines."""
 
     name: str
-    via: str  # "api_token" | "user_token" | "anonymous"
+    via: str  # "api_token" | "user_token" | "session" | "anonymous"
 
 
 def presented_token(authorization: str | None) -> str | None:
@@ -84,7 +85,7 @@ class TokenAuth:
         presented = presented_token(request.headers.get("authorization"))
         if self._token is not None and presented is not None and token_matches(presented, self._token):
             return Caller("api", "api_token")
-        user = await self._user_token(request, presented)
+        user = await self._dashboard_user(request, presented)
         if user is not None:
             return user
         if self._token is None and presented is None:
@@ -99,16 +100,24 @@ class TokenAuth:
             )
         raise _unauthorized("wrong API token: check COFFEE_SCRAPER_API_TOKEN of the server and of this sender")
 
-    async def _user_token(self, request: Request, presented: str | None) -> Caller | None:
-        """A dashboard user's own API token (operator role), when the dashboard's security is wired."""
+    async def _dashboard_user(self, request: Request, presented: str | None) -> Caller | None:
+        """A dashboard user's own API token, or a logged-in dashboard session (whose writes need the CSRF token),
+        when the dashboard's security is wired: the viewer role may read (GET), writes need the operator role."""
         ctx = getattr(request.app.state, "web", None)
-        if ctx is None or presented is None:
+        if ctx is None:
             return None
-        from coffee_scraper.web.security import resolve_principal
+        from coffee_scraper.web.security import check_csrf, current_principal, resolve_principal
 
-        principal = await run_in_threadpool(resolve_principal, ctx, f"Bearer {presented}", None)
-        if principal is None or principal.via != "user_token":
-            return None
-        if not principal.can("operator"):
-            raise HTTPException(403, f"this needs the operator role; {principal.username} is {principal.role}")
-        return Caller(principal.username, "user_token")
+        if presented is not None:
+            principal = await run_in_threadpool(resolve_principal, ctx, f"Bearer {presented}", None)
+            if principal is None or principal.via != "user_token":
+                return None
+        else:
+            principal = await current_principal(request)
+            if principal is None or principal.via != "session":
+                return None
+        needed = "viewer" if request.method in {"GET", "HEAD", "OPTIONS"} else "operator"
+        if not principal.can(needed):
+            raise HTTPException(403, f"this needs the {needed} role; {principal.username} is {principal.role}")
+        await check_csrf(request, principal)
+        return Caller(principal.username, principal.via)

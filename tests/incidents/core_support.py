@@ -161,6 +161,11 @@ class Store:
     def kinds(self, incident_id: str) -> list[str]:
         return [e["kind"] for e in self.detail(incident_id)["timeline"]]
 
+    def latest_events(self, n: int) -> list[tuple[str, str | None, str]]:
+        with self.factory() as session:
+            rows = session.scalars(select(IncidentEvent).order_by(IncidentEvent.id.desc()).limit(n))
+            return [(e.kind, e.actor, e.message[:80]) for e in rows]
+
     def counts(self) -> dict[str, int]:
         """Rows per table: compared before/after a refused request (no partial writes)."""
         with self.factory() as session:
@@ -180,6 +185,8 @@ def api_settings(url: str, tmp: Any, **extra: Any) -> Settings:
         incident_runner_enabled=False,
         watchdog_enabled=False,
         scheduler_mode="off",
+        recovery_interval_s=0,  # no diagnostics/checklists loop writing to timelines behind the test's back
+        diagnostics_on_open=False,
     )
     values.update(extra)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]

@@ -39,12 +39,13 @@ class Served:
     base: str
     clock: Clock
     store: Store
+    client: httpx.Client
 
     def post(self, path: str, body: Any, headers: dict[str, str] | None = None) -> httpx.Response:
-        return httpx.post(self.base + path, json=body, headers=AUTH if headers is None else headers, timeout=30)
+        return self.client.post(self.base + path, json=body, headers=AUTH if headers is None else headers)
 
     def get(self, path: str, headers: dict[str, str] | None = None, **params: Any) -> httpx.Response:
-        return httpx.get(self.base + path, params=params, headers=AUTH if headers is None else headers, timeout=30)
+        return self.client.get(self.base + path, params=params, headers=AUTH if headers is None else headers)
 
 
 def serve(url: str, tmp_path: Path, **extra: Any) -> Iterator[Served]:
@@ -52,8 +53,8 @@ def serve(url: str, tmp_path: Path, **extra: Any) -> Iterator[Served]:
     app = create_app(api_settings(url, tmp_path, **extra))
     clock = Clock(T0)
     app.state.incident_clock = clock
-    with serve_in_thread(app) as port:
-        yield Served(f"http://127.0.0.1:{port}", clock, store)
+    with serve_in_thread(app) as port, httpx.Client(timeout=30) as client:
+        yield Served(f"http://127.0.0.1:{port}", clock, store, client)
     store.close()
 
 

@@ -269,9 +269,9 @@ def test_postmortem_draft_is_built_from_the_recorded_incident(tmp_path: Path, st
     ):
         assert heading in md
     assert "- **Authors**: Ana" in md and "- **Status**: draft" in md and "severity P0" in md
-    assert "- Duration: 0h 40m (2026-11-30 10:00:00 UTC → 2026-11-30 10:40:00 UTC)" in md
+    assert "- Duration: 40m 00s (2026-11-30 10:00:00 UTC → 2026-11-30 10:40:00 UTC)" in md
     assert (
-        "was resolved 2026-11-30 10:40:00 UTC, after 0h 40m. It was detected by the system (alertmanager) and "
+        "was resolved 2026-11-30 10:40:00 UTC, after 40m 00s. It was detected by the system (alertmanager) and "
         "acknowledged after 4m 00s." in md
     )
     assert "| 2026-11-30 10:00:00 | opened |" in md and "| 2026-11-30 10:04:00 | acknowledged | alice |" in md

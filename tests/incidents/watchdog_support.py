@@ -105,6 +105,22 @@ def incidents_of(settings: Settings, rule: str) -> list[Incident]:
 # --- a PostgreSQL cluster a test can stop and start ---------------------------------------------------------
 
 
+def port_outside_ephemeral_range() -> int:
+    """A free port below the kernel's ephemeral range (bind(0) of other tests never hands it out)."""
+    import random
+    import socket
+
+    for _ in range(200):
+        port = random.randint(15000, 30000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    return free_port()
+
+
 class PgCluster:
     """A throwaway PostgreSQL cluster (Debian's binaries) with ``stop()`` / ``start()`` for outage tests."""
 
@@ -118,7 +134,7 @@ class PgCluster:
         if self.as_pg:
             shutil.chown(self.tmp, "postgres", "postgres")
         self.data = os.path.join(self.tmp, "data")
-        self.port = free_port()
+        self.port = port_outside_ephemeral_range()  # stopped, its port must not be taken by someone's bind(0)
         self._run("initdb", "-D", self.data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8",
                   "--no-sync")  # fmt: skip
         self.start()

@@ -7,6 +7,7 @@ enqueueing fires once per tick across workers, and SIGTERM stops a worker gracef
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -39,7 +40,7 @@ FAST_WORKER_ENV = {
     "COFFEE_SCRAPER_SHOPIFY_PAGE_LIMIT": "25",
     "COFFEE_SCRAPER_HEARTBEAT_INTERVAL_S": "0.5",
     "COFFEE_SCRAPER_WORKER_STALLED_AFTER_S": "2",
-    "COFFEE_SCRAPER_STALLED_CHECK_CRON": "* * * * * */1",
+    "COFFEE_SCRAPER_STALLED_CHECK_CRON": "* * * * *",
     "COFFEE_SCRAPER_ENQUEUE_CRON": "0 0 1 1 *",  # effectively never, unless a test says otherwise
     "COFFEE_SCRAPER_SCHEDULER_FIRST_RUN_IMMEDIATELY": "false",
     "COFFEE_SCRAPER_WORKER_SHUTDOWN_TIMEOUT_S": "30",
@@ -111,9 +112,7 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str, workers: Wo
 
 def register(factory: sessionmaker[Session], server: DemoServer, names: list[str]) -> dict[str, int]:
     with db.session_scope(factory) as session:
-        return {
-            n: service.add_roaster(session, n, server.url(n), platform="shopify", currency="INR").id for n in names
-        }
+        return {n: service.add_roaster(session, n, server.url(n), platform="shopify", currency="INR").id for n in names}
 
 
 def defer(factory: sessionmaker[Session], job: Any) -> int | None:
@@ -207,7 +206,7 @@ def test_lock_per_roaster_holds_under_contention_and_price_goes_first(
     runs = run_rows(factory)
     assert [r[1] for r in runs] == ["price"] * 3 + ["full"] * 3  # priority: price runs first
     assert all(r[2] == "ok" for r in runs)
-    for earlier, later in zip(runs, runs[1:], strict=False):
+    for earlier, later in itertools.pairwise(runs):
         assert earlier[4] <= later[3], (earlier, later)  # one run of the roaster at a time, never overlapping
 
 
@@ -217,7 +216,8 @@ def test_worker_killed_mid_run_is_retried_by_another_and_catalog_is_whole(
     products = make_shopify_products(200, seed=21)
     with DemoServer([DemoShop("slow", "shopify", products, latency_s=0.25)]) as server:
         ids = register(factory, server, ["slow"])
-        first = workers.start("w1", COFFEE_SCRAPER_SHOPIFY_PAGE_LIMIT="20")
+        env = {"COFFEE_SCRAPER_SHOPIFY_PAGE_LIMIT": "20", "COFFEE_SCRAPER_STALLED_CHECK_CRON": "* * * * * */1"}
+        first = workers.start("w1", **env)
         assert defer(factory, distributed.run_job(ids["slow"], "slow", "full")) is not None
 
         def coffees() -> int:
@@ -229,7 +229,7 @@ def test_worker_killed_mid_run_is_retried_by_another_and_catalog_is_whole(
         first.wait(10)
         partial = coffees()
         assert 40 <= partial < 200 and partial % 20 == 0  # whole pages only
-        workers.start("w2", COFFEE_SCRAPER_SHOPIFY_PAGE_LIMIT="20")
+        workers.start("w2", **env)
         wait_until(finished(factory, 1), 60, "the retried run", workers)
     with factory() as session:
         stored = session.scalars(select(Coffee)).all()
@@ -275,16 +275,16 @@ def test_periodic_enqueue_fires_once_per_tick_across_two_workers(
 
 
 def test_sigterm_finishes_or_releases_the_current_run(factory: sessionmaker[Session], workers: Workers) -> None:
-    products = make_shopify_products(60, seed=31)
+    products = make_shopify_products(40, seed=31)
     with DemoServer([DemoShop("slow", "shopify", products, latency_s=0.2)]) as server:
         ids = register(factory, server, ["slow"])
-        page20 = {"COFFEE_SCRAPER_SHOPIFY_PAGE_LIMIT": "10"}
+        page10 = {"COFFEE_SCRAPER_SHOPIFY_PAGE_LIMIT": "10"}
 
         def running() -> bool:
             return any(r[2] == "running" for r in run_rows(factory))
 
         # 1. enough grace: the run finishes, then the worker exits
-        patient = workers.start("patient", **page20)
+        patient = workers.start("patient", **page10)
         defer(factory, distributed.run_job(ids["slow"], "slow", "full"))
         wait_until(running, 30, "the run to start", workers)
         patient.send_signal(signal.SIGTERM)
@@ -293,7 +293,7 @@ def test_sigterm_finishes_or_releases_the_current_run(factory: sessionmaker[Sess
         assert [r["status"] for r in job_rows(factory)] == ["succeeded"]
 
         # 2. too little grace: the run is released back to the queue and its row closed
-        hasty = workers.start("hasty", COFFEE_SCRAPER_WORKER_SHUTDOWN_TIMEOUT_S="0.3", **page20)
+        hasty = workers.start("hasty", COFFEE_SCRAPER_WORKER_SHUTDOWN_TIMEOUT_S="0.3", **page10)
         defer(factory, distributed.run_job(ids["slow"], "slow", "price"))
         wait_until(running, 30, "the second run to start", workers)
         hasty.send_signal(signal.SIGTERM)
@@ -303,7 +303,7 @@ def test_sigterm_finishes_or_releases_the_current_run(factory: sessionmaker[Sess
         assert released["status"] == "todo" and released["attempts"] == 1
 
         # 3. the released run is done by the next worker
-        workers.start("next", "--one-shot", **page20).wait(60)
+        workers.start("next", "--one-shot", **page10).wait(60)
         assert [r[2] for r in run_rows(factory)] == ["ok", "fail", "ok"]
     with factory() as session:
         beats = {h.instance: h.stopped_at for h in session.scalars(select(Heartbeat))}

@@ -60,7 +60,9 @@ def settings_for(url: str, **extra: object) -> Settings:
 def add(factory: sessionmaker[Session], server: DemoServer, *names: str, price: str | None = EVERY_10_MIN) -> None:
     with db.session_scope(factory) as session:
         for name in names:
-            service.add_roaster(session, name, server.url(name), platform="shopify", currency="INR", price_cadence=price)
+            service.add_roaster(
+                session, name, server.url(name), platform="shopify", currency="INR", price_cadence=price
+            )
 
 
 def shop(name: str, n: int = 10, seed: int = 1, **kw: object) -> DemoShop:

@@ -43,6 +43,7 @@ class Seeded:
     shop_names: list[str]  # roaster names of the scraped demo shops
     xss_coffee_id: int
     quarantine_run_id: int
+    roaster_id: int  # of the first shop
 
 
 def dashboard_settings(url: str, tmp: Path, **extra: Any) -> Settings:
@@ -70,7 +71,7 @@ def seed_catalog(url: str, settings: Settings) -> Seeded:
     names = ["Seeded Shopify", "Seeded Woo"]
     with DemoServer([DemoShop("s", "shopify", shopify), DemoShop("w", "woocommerce", woo)]) as demo:
         with db.session_scope(factory) as session:
-            service.add_roaster(session, names[0], demo.url("s"), platform="auto", currency="INR")
+            roaster_id = service.add_roaster(session, names[0], demo.url("s"), platform="auto", currency="INR").id
             service.add_roaster(session, names[1], demo.url("w"), platform="auto")
         first = asyncio.run(run_many(names, "full", settings=settings, factory=factory))
         demo.set_products("s", mutate_prices(shopify, fraction=0.5, seed=3))
@@ -82,7 +83,7 @@ def seed_catalog(url: str, settings: Settings) -> Seeded:
         assert xss is not None, "the XSS product was not stored"
         xss_id = xss.id
     engine.dispose()
-    return Seeded(url, settings, names, xss_id, first[0].run_id)
+    return Seeded(url, settings, names, xss_id, first[0].run_id, roaster_id)
 
 
 @pytest.fixture(scope="session")

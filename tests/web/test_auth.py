@@ -292,3 +292,19 @@ def test_users_cli_adds_lists_and_makes_tokens(tmp_path: Path, monkeypatch: pyte
         engine.dispose()
     finally:
         get_settings.cache_clear()
+
+
+def test_incident_api_accepts_dashboard_sessions_with_the_right_role(
+    viewer: httpx.Client, operator: httpx.Client
+) -> None:
+    """web/auth.py's TokenAuth (incident endpoints) takes a dashboard session: viewers read, operators write."""
+    listed = viewer.get("/api/v1/incidents")
+    assert listed.status_code == 200, listed.text
+    viewer_token = csrf_of(viewer.get("/").text)
+    denied = viewer.post("/api/v1/incidents/INC-20990101-001/ack", json={}, headers={"x-csrf-token": viewer_token})
+    assert denied.status_code == 403 and "operator role" in denied.text
+    no_csrf = operator.post("/api/v1/incidents/INC-20990101-001/ack", json={})
+    assert no_csrf.status_code == 403 and "CSRF" in no_csrf.text
+    token = csrf_of(operator.get("/").text)
+    passed = operator.post("/api/v1/incidents/INC-20990101-001/ack", json={}, headers={"x-csrf-token": token})
+    assert passed.status_code == 404  # authorized: the incident simply does not exist

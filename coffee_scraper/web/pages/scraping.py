@@ -40,15 +40,15 @@ def runs_chart(ctx: WebContext, days: int = CHART_DAYS) -> BarChart:
     start = (now - timedelta(days=days - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
     with ctx.factory() as session:
         outcomes = service.run_outcomes_since(session, start)
-    counts: dict[str, Counter[str]] = {}
-    for i in range(days):
-        counts[(start + timedelta(days=i)).strftime("%d %b")] = Counter()
+    first = start.date().toordinal()
+    counts: list[Counter[str]] = [Counter() for _ in range(days)]
     for started, status in outcomes:
-        key = started.strftime("%d %b")
-        if key in counts:
-            counts[key][status] += 1
+        index = started.date().toordinal() - first
+        if 0 <= index < days:
+            counts[index][status] += 1
+    labels = [(start + timedelta(days=i)).strftime("%d %b") for i in range(days)]
     return stacked_bar_chart(
-        [(day, dict(c)) for day, c in counts.items()],
+        [(label, dict(c)) for label, c in zip(labels, counts, strict=True)],
         keys=list(RUN_STATUSES),
         css={"ok": "st-ok", "partial": "st-partial", "fail": "st-fail", "running": "st-running"},
         title=f"Runs per day by result, last {days} days",
@@ -139,9 +139,11 @@ def roaster_page(roaster_id: IdPath, request: Request, ctx: Context, principal: 
 
 @router.get("/scraping/roasters/{roaster_id}/runs")
 def roaster_runs(roaster_id: IdPath, request: Request, ctx: Context, principal: PageViewer) -> HTMLResponse:
-    """The roaster page's runs section alone (htmx polls it while a run is in progress)."""
-    return render(request, "scraping/_roaster_runs.html", _roaster_context(request, ctx, roaster_id),
-                  principal=principal)  # fmt: skip
+    """The roaster page's runs section alone (htmx polls it while a run is in progress); when the run it was
+    polling for has ended, htmx reloads the whole page so the roaster's state (robots, circuit) is fresh too."""
+    context = _roaster_context(request, ctx, roaster_id)
+    headers = {"HX-Refresh": "true"} if request.query_params.get("was_running") and not context["polling"] else None
+    return render(request, "scraping/_roaster_runs.html", context, principal=principal, headers=headers)
 
 
 def _back(request: Request, roaster_id: int) -> str:

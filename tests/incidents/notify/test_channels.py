@@ -9,7 +9,10 @@ import email
 import hashlib
 import hmac
 import json
-from datetime import timedelta
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
 from email import policy as email_policy
 from pathlib import Path
 from typing import Any
@@ -447,3 +450,93 @@ def test_outbox_rows_commit_with_the_event_or_not_at_all(sqlite_url: str, clock:
     with db.session_scope(factory) as session:
         assert session.scalar(select(NotificationOutbox.id)) is None
     runner.stop()
+
+
+def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    root = Path(__file__).resolve().parents[3]
+    full = {k: v for k, v in os.environ.items() if not k.startswith("COFFEE_SCRAPER_")} | env
+    return subprocess.run(
+        [sys.executable, "-c", "from coffee_scraper.cli import main; main()", *args],
+        cwd=root,
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_notify_commands_status_outbox_retry_and_test(sqlite_url: str, tmp_path: Path, slack: SlackPeer) -> None:
+    clock = S.Clock(datetime.now(UTC))  # the commands run on the real clock
+    runner, factory = runner_for(sqlite_url, clock, slack_webhook_url=slack.url)  # type: ignore[attr-defined]
+    slack.fail_next = [(400, "invalid_payload", {})]  # permanent: dead at once
+    S.declare(factory, clock(), "P1")
+    runner.run_once()
+    runner.stop()
+    env = {
+        "COFFEE_SCRAPER_DATABASE_URL": sqlite_url,
+        "COFFEE_SCRAPER_SLACK_WEBHOOK_URL": slack.url,  # type: ignore[attr-defined]
+        "COFFEE_SCRAPER_LOG_DIR": str(tmp_path),
+        "COFFEE_SCRAPER_ONCALL_FILE": str(tmp_path / "none.toml"),
+    }
+    status = _cli("notify", "status", "--json", env=env)
+    assert status.returncode == 0, status.stderr
+    data = json.loads(status.stdout)
+    assert data["channels"]["slack"]["on"] is True and data["channels"]["slack"]["outbox"] == {"dead": 1}
+    assert data["channels"]["email"]["on"] is False
+    dead = json.loads(_cli("notify", "outbox", "--status", "dead", "--json", env=env).stdout)
+    assert len(dead) == 1 and "invalid_payload" in dead[0]["last_error"]
+    assert _cli("notify", "retry", env=env).returncode == 2  # says what to pass
+    assert _cli("notify", "retry", str(dead[0]["id"]), env=env).returncode == 0
+    assert _cli("notify", "run-once", env=env).returncode == 0
+    assert len(slack.messages) == 1 and slack.messages[0]["text"].startswith("🚨 INCIDENT: P1")
+    test = _cli("notify", "test", "--json", env=env)
+    assert test.returncode == 0, test.stderr
+    assert json.loads(test.stdout) == {"slack": "ok (#coffee-scraper-alerts)"}
+    assert slack.messages[-1]["text"].startswith("📊 coffee-scraper test message")
+
+
+def test_runner_beats_and_stops_cleanly(sqlite_url: str, clock: S.Clock) -> None:
+    from coffee_scraper.jobs.models import Heartbeat
+
+    factory = S.migrated(sqlite_url)
+    runner = IncidentRunner(S.settings(sqlite_url), factory, now=clock, roster=S.roster())
+    runner.run_once()
+    with db.session_scope(factory) as session:
+        (beat,) = session.scalars(select(Heartbeat).where(Heartbeat.component == "incidents")).all()
+        assert beat.last_beat_at == clock() and beat.stopped_at is None
+    assert metric("coffee_scraper_heartbeat_timestamp_seconds", component="incidents") == clock().timestamp()
+    runner.stop()
+    with db.session_scope(factory) as session:
+        (beat,) = session.scalars(select(Heartbeat).where(Heartbeat.component == "incidents")).all()
+        assert beat.stopped_at is not None
+
+
+def test_serve_lifespan_runs_the_loop_and_delivers_at_once(sqlite_url: str, tmp_path: Path, slack: SlackPeer) -> None:
+    """The web app's lifespan starts the real runner thread; an incident opened in this process is on Slack
+    without any explicit runner call."""
+    import time
+
+    from coffee_scraper.settings import Settings
+    from coffee_scraper.web import create_app
+    from tests.support import serve_in_thread
+
+    factory = S.migrated(sqlite_url)
+    settings = Settings(
+        _env_file=None,
+        database_url=sqlite_url,
+        log_dir=tmp_path,
+        slack_webhook_url=slack.url,  # type: ignore[call-arg, attr-defined]
+        oncall_file=tmp_path / "none.toml",
+        incident_runner_interval_s=30.0,
+        watchdog_enabled=False,
+        scheduler_mode="off",
+        recovery_interval_s=0,
+        incident_sweep_interval_s=0,
+    )
+    with serve_in_thread(create_app(settings)):
+        time.sleep(0.5)  # the runner's first pass is over; the next one is 30 s away unless woken
+        iid = S.declare(factory, datetime.now(UTC), "P1")
+        deadline = time.monotonic() + 20
+        while not slack.messages and time.monotonic() < deadline:
+            time.sleep(0.02)
+    assert slack.messages and f"- Incident ID: {iid}" in slack.messages[0]["text"]
