@@ -148,21 +148,7 @@ def run_for(
             }
         env = worker_env(url, tmp / f"w{workers}", a.delay)
         procs = [
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "coffee_scraper.cli",
-                    "worker",
-                    "--concurrency",
-                    str(a.concurrency),
-                    "--name",
-                    f"bench-{i}",
-                ],
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )  # fmt: skip
+            subprocess.Popen(command(a.concurrency, i), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             for i in range(workers)
         ]
         deadline = time.monotonic() + 120
@@ -206,9 +192,7 @@ def main() -> None:
     ]
     urls, handles = start_servers(shops, a.servers)
     print(f"cores={psutil.cpu_count()} shops={a.shops} products/shop={a.products} concurrency/worker={a.concurrency}")
-    print(
-        "| workers | pass | wall s | runs/s | machine CPU % | CPU ms/run: workers | demo shops | PostgreSQL | load avg |"
-    )
+    print("| workers | pass | wall s | runs/s | machine CPU % | CPU ms/run: workers | shops | PostgreSQL | load |")
     print("|---|---|---|---|---|---|---|---|---|")
     try:
         with tempfile.TemporaryDirectory() as tmp:

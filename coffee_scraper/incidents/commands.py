@@ -12,18 +12,20 @@ import getpass
 import json
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.table import Table
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from coffee_scraper.catalog import db
 from coffee_scraper.catalog.models import utcnow
 from coffee_scraper.incidents import flows, service, silences
 from coffee_scraper.incidents.errors import IncidentError
+from coffee_scraper.observability.redact import mask_url
 
 T = TypeVar("T")
 
@@ -66,10 +68,36 @@ def _print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2, default=str) + "\n")
 
 
-def _run(fn: Callable[[Session], T], *, write: bool = True) -> T:
-    """One transaction on the configured (migrated) database; domain errors become exit code 2 with the message."""
+@contextmanager
+def _store() -> Iterator[sessionmaker[Session]]:
+    """Sessions on the incident store: ``incidents_database_url`` when set, else the catalog database (migrated)."""
     cli = _cli()
-    with cli.database() as factory:
+    s = cli.settings()
+    url = getattr(s, "incidents_database_url", None) or s.database_url
+    if url == s.database_url:
+        with cli.database() as factory:
+            yield factory
+        return
+    try:
+        db.upgrade(url)
+        engine = db.make_engine(url)
+    except db.DatabaseConfigError as exc:
+        raise cli.fail(str(exc)) from exc
+    except Exception as exc:
+        raise cli.fail(
+            f"cannot open the incident store {mask_url(url)}: {type(exc).__name__}: {exc}. "
+            "Check COFFEE_SCRAPER_INCIDENTS_DATABASE_URL and that the server is running."
+        ) from exc
+    try:
+        yield db.session_factory(engine)
+    finally:
+        engine.dispose()
+
+
+def _run(fn: Callable[[Session], T], *, write: bool = True) -> T:
+    """One transaction on the incident store; domain errors become exit code 2 with the message."""
+    cli = _cli()
+    with _store() as factory:
         try:
             if write:
                 with db.session_scope(factory) as session:

@@ -165,6 +165,7 @@ class DiagnosticContext:
         self.engines = dict(engines or {})
         self.service_url = (service_url or settings.diagnostics_service_url).rstrip("/")
         self._engine: Engine | None = None
+        self._incidents_engine: Engine | None = None
         self._lock = threading.Lock()
 
     @property
@@ -182,11 +183,23 @@ class DiagnosticContext:
     def session(self) -> Session:
         return sessionmaker(self.engine(), expire_on_commit=False)()
 
+    def incidents_session(self) -> Session:
+        """A session on the incident store (``incidents_database_url``, else the catalog database)."""
+        url = getattr(self.settings, "incidents_database_url", None)
+        if not url or url == self.settings.database_url:
+            return self.session()
+        with self._lock:
+            if self._incidents_engine is None:
+                self._incidents_engine = probe_engine(url, self.short_timeout)
+            engine = self._incidents_engine
+        return sessionmaker(engine, expire_on_commit=False)()
+
     def close(self) -> None:
         with self._lock:
-            if self._engine is not None:
-                self._engine.dispose()
-                self._engine = None
+            for engine in (self._engine, self._incidents_engine):
+                if engine is not None:
+                    engine.dispose()
+            self._engine = self._incidents_engine = None
 
 
 class DatabaseFileMissing(RuntimeError):
@@ -824,14 +837,10 @@ def check_notifications(ctx: DiagnosticContext) -> CheckResult:
 
 
 def _outbox_state(ctx: DiagnosticContext) -> dict[str, Any] | None:
-    try:
-        from coffee_scraper.incidents.notify import outbox as outbox_module
-    except ImportError:
-        return None
-    table = getattr(outbox_module, "OutboxMessage", None) or getattr(outbox_module, "NotificationOutbox", None)
-    if table is None:
-        return None
-    with ctx.session() as session:
+    """Messages per channel and status in the notification outbox (the incident store)."""
+    from coffee_scraper.incidents.notify.models import NotificationOutbox as table
+
+    with ctx.incidents_session() as session:
         rows = session.execute(select(table.channel, table.status, func.count()).group_by(table.channel, table.status))
         per: dict[str, dict[str, int]] = {}
         undelivered = 0
@@ -949,7 +958,7 @@ def check_deployments(ctx: DiagnosticContext) -> CheckResult:
     """Recent deployments and config changes: start-up records (git revision, settings fingerprint) and what changed."""
     current = current_deployment(ctx.settings)
     details: dict[str, Any] = {"this_process": {k: v for k, v in current.items() if k != "settings_hashes"}}
-    with ctx.session() as session:
+    with ctx.incidents_session() as session:
         rows = list(session.scalars(select(Deployment).order_by(desc(Deployment.started_at)).limit(10)))
     now = ctx.now()
     details["startups"] = [

@@ -34,7 +34,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, exists, select, text
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from coffee_scraper.incidents import ids
 from coffee_scraper.incidents.alert_config import SEVERITIES, Severity
@@ -42,11 +42,12 @@ from coffee_scraper.incidents.errors import Conflict, IncidentError, NotFound
 from coffee_scraper.incidents.events import record
 from coffee_scraper.incidents.models import OPEN_STATUSES, Incident, IncidentAlert
 from coffee_scraper.incidents.models import SEVERITIES as SEVERITY_NAMES
-from coffee_scraper.incidents.receivers import AlertEvent, Limits, clean_text, rule_category
+from coffee_scraper.incidents.receivers import AlertEvent, Limits, cap_raw, clean_text, rule_category
 from coffee_scraper.incidents.silences import Mutes
 from coffee_scraper.settings import Settings, get_settings
 
 ADVISORY_LOCK_KEY = 0x0C0FFEE1  # pg_advisory_xact_lock key of ingestion and sweep
+ACTIVITY_RESOLUTION = timedelta(minutes=1)  # precision of Incident.last_alert_at (fewer writes on repeats)
 STARTS_AT_SOURCES = ("prometheus", "alertmanager", "watchdog")  # activations told apart by startsAt
 _SQLITE_WRITER = threading.Lock()
 
@@ -176,17 +177,29 @@ def _check_severity(severity: str) -> str:
     return value
 
 
-def _required(value: str | None, what: str, hint: str) -> str:
+MAX_NAME = 200  # actor, owner and the other person columns
+
+
+def _required(value: str | None, what: str, hint: str, max_chars: int | None = None) -> str:
     if value is None or not value.strip():
         raise IncidentError(f"{what} is required: {hint}")
-    return clean_text(value.strip())
+    value = clean_text(value.strip())
+    if max_chars is not None and len(value) > max_chars:
+        raise IncidentError(f"{what} is longer than {max_chars} characters")
+    return value
 
 
-def _optional(value: str | None) -> str | None:
+def _optional(value: str | None, what: str = "the value", max_chars: int | None = None) -> str | None:
     if value is None:
         return None
     value = clean_text(value.strip())
+    if max_chars is not None and len(value) > max_chars:
+        raise IncidentError(f"{what} is longer than {max_chars} characters")
     return value or None
+
+
+def _actor(actor: str | None, hint: str) -> str:
+    return _required(actor, "an actor", hint, MAX_NAME)
 
 
 def _ago(delta: timedelta) -> str:
@@ -299,23 +312,35 @@ class _Ingest:
         self.policy = policy
         self.mutes = Mutes(session, now)
         self.rows: dict[tuple[str, str], IncidentAlert] = {}
-        self.groups: dict[tuple[str, str | None], Incident | None] = {}
         self.touched: dict[str, Incident] = {}
+        # strong references: the session's identity map is weak, and a re-SELECT per repeat would cost an
+        # autoflush plus a round trip for every alert of a batch
+        self.incidents: dict[str, Incident] = {}
+        self.rules: set[str] = set()
+        self.open_groups: dict[tuple[str, str | None], list[Incident]] | None = None
 
     # -- lookups
     def preload(self, events: Sequence[AlertEvent]) -> None:
         by_source: dict[str, set[str]] = {}
         for ev in events:
             by_source.setdefault(ev.source, set()).add(ev.dedup_key)
+            if ev.alertname:
+                self.rules.add(ev.alertname)
         for source, keys in by_source.items():
             key_list = sorted(keys)
             for i in range(0, len(key_list), 500):
                 chunk = key_list[i : i + 500]
-                query = select(IncidentAlert).where(
-                    IncidentAlert.source == source, IncidentAlert.fingerprint.in_(chunk)
+                query = (
+                    select(IncidentAlert)
+                    .where(IncidentAlert.source == source, IncidentAlert.fingerprint.in_(chunk))
+                    .options(defer(IncidentAlert.raw))  # never needed for a repeat
                 )
                 for row in self.session.scalars(query):
                     self.rows[(source, row.fingerprint)] = row
+        wanted = sorted({row.incident_id for row in self.rows.values() if row.incident_id})
+        for i in range(0, len(wanted), 500):
+            for incident in self.session.scalars(select(Incident).where(Incident.id.in_(wanted[i : i + 500]))):
+                self.incidents[incident.id] = incident
 
     def component_of(self, labels: dict[str, Any]) -> str | None:
         for name in self.policy.component_labels:
@@ -327,30 +352,47 @@ class _Ingest:
     def incident(self, incident_id: str | None) -> Incident | None:
         if incident_id is None:
             return None
-        return self.session.get(Incident, incident_id)
+        found = self.incidents.get(incident_id)
+        if found is None:
+            found = self.session.get(Incident, incident_id)
+            if found is not None:
+                self.incidents[incident_id] = found
+        return found
+
+    def note_activity(self, incident: Incident) -> None:
+        """Alert activity for the rolling grouping window (written at most once a minute per incident)."""
+        if incident.last_alert_at is None or self.now - incident.last_alert_at >= ACTIVITY_RESOLUTION:
+            incident.last_alert_at = self.now
 
     def group_incident(self, rule: str, component: str | None) -> Incident | None:
-        key = (rule, component)
-        if key in self.groups:
-            cached = self.groups[key]
-            if cached is not None and cached.is_open:
-                return cached
+        """The open incident of this rule + component with alert activity inside the grouping window."""
+        if self.open_groups is None:
+            self.open_groups = {}
+            rules = sorted(self.rules | {rule})
+            for i in range(0, len(rules), 500):
+                query = select(Incident).where(
+                    Incident.status.in_(OPEN_STATUSES),
+                    Incident.rule.in_(rules[i : i + 500]),
+                    Incident.is_drill.is_(False),
+                )
+                for incident in self.session.scalars(query):
+                    self.incidents.setdefault(incident.id, incident)
+                    self.open_groups.setdefault((str(incident.rule), incident.component), []).append(incident)
+        elif rule not in self.rules:  # a rule not seen at preload time (not from this batch's events)
+            self.rules.add(rule)
+            self.open_groups = None
+            return self.group_incident(rule, component)
         since = self.now - self.policy.group_window
-        query = (
-            select(Incident)
-            .where(
-                Incident.status.in_(OPEN_STATUSES),
-                Incident.rule == rule,
-                Incident.component.is_(None) if component is None else Incident.component == component,
-                Incident.is_drill.is_(False),
-                Incident.last_alert_at >= since,
-            )
-            .order_by(Incident.opened_at.desc())
-            .limit(1)
-        )
-        found = self.session.scalars(query).first()
-        self.groups[key] = found
-        return found
+        candidates = [
+            incident
+            for incident in self.open_groups.get((rule, component), [])
+            if incident.is_open and incident.last_alert_at is not None and incident.last_alert_at >= since
+        ]
+        return max(candidates, key=lambda i: (i.opened_at, i.id)) if candidates else None
+
+    def remember_group(self, incident: Incident) -> None:
+        if self.open_groups is not None and incident.rule:
+            self.open_groups.setdefault((incident.rule, incident.component), []).append(incident)
 
     # -- alert rows
     def flapping(self, row: IncidentAlert) -> bool:
@@ -374,7 +416,7 @@ class _Ingest:
             last_received_at=self.now,
             receive_count=1,
             flap_count=0,
-            raw=ev.raw,
+            raw=cap_raw(ev.raw, self.policy.limits.raw_max_bytes),
         )
         self.session.add(row)
         self.session.flush()
@@ -435,7 +477,7 @@ class _Ingest:
             incident = self.incident(row.incident_id)
             if incident is None or not incident.is_open:
                 return self.route(ev, row, how="unmuted" if row.silenced_by else "orphan")
-            incident.last_alert_at = self.now
+            self.note_activity(incident)
             if severity_changed:  # only a change raises: a person's lowering survives repeats
                 _raise_severity(self.session, incident, row.severity, self.now, f"alert {row.alertname or row.title}")
             return self.outcome(ev, row, "duplicate", incident.id)
@@ -506,8 +548,8 @@ class _Ingest:
                 category=clean_text(category, 200) if category else None,
                 impact=clean_text(impact, 4000) if impact else None,
             )
-            if rule:
-                self.groups[(rule, component)] = incident
+            self.incidents[incident.id] = incident
+            self.remember_group(incident)
             result = "opened" if how != "refire" else "refired"
             reason = why
         row.incident_id = incident.id
@@ -541,7 +583,6 @@ class _Ingest:
                 data=self.alert_data(row, reason=reason, refire=how == "refire", flapping=flapping),
             )
         _raise_severity(self.session, incident, row.severity, self.now, f"alert {row.alertname or row.title}")
-        self.touched[incident.id] = incident
         return self.outcome(ev, row, result, incident.id)
 
     def resolve(self, ev: AlertEvent) -> AlertOutcome:
@@ -777,7 +818,7 @@ def declare(
     """Declare an incident by hand (runbook step "Create incident ticket"); a drill is marked as such."""
     severity = _check_severity(severity)
     title = _required(title, "a title", "a brief description, e.g. --title 'Catalog not updating'")
-    actor = _required(actor, "an actor", "who declares it")
+    actor = _actor(actor, "who declares it")
     return _new_incident(
         session,
         now=now,
@@ -788,8 +829,8 @@ def declare(
         message=f"{'DRILL: ' if is_drill else ''}{severity} {title} (declared by {actor})",
         data={"severity": severity, "declared_by": actor, "is_drill": is_drill},
         impact=_optional(impact),
-        owner=_optional(owner),
-        component=_optional(component),
+        owner=_optional(owner, "the owner", MAX_NAME),
+        component=_optional(component, "the component", MAX_NAME),
         is_drill=is_drill,
     )
 
@@ -824,7 +865,7 @@ def _acknowledge(
 
 def ack(session: Session, incident_id: str, *, actor: str, now: datetime, message: str = "") -> tuple[Incident, bool]:
     """Acknowledge (idempotent: a second ack changes nothing); the acknowledger becomes owner if there is none."""
-    actor = _required(actor, "an actor", "who acknowledges")
+    actor = _actor(actor, "who acknowledges")
     incident = load_incident(session, incident_id, for_update=True)
     if not incident.is_open:
         raise Conflict(f"{incident.id} is resolved; reopen it first (`incidents reopen {incident.id}`)")
@@ -851,7 +892,7 @@ def update(
     impact: str | None = None,
 ) -> Incident:
     """A status update (runbook template: status, actions taken, next steps, ETA, owner)."""
-    actor = _required(actor, "an actor", "who updates")
+    actor = _actor(actor, "who updates")
     incident = load_incident(session, incident_id, for_update=True)
     if not incident.is_open:
         raise Conflict(f"{incident.id} is resolved; reopen it first (`incidents reopen {incident.id}`)")
@@ -871,7 +912,7 @@ def update(
         cleaned = _optional(value)
         if cleaned is not None and cleaned != getattr(incident, name):
             changes[name] = cleaned
-    new_owner = _optional(owner)
+    new_owner = _optional(owner, "the owner", MAX_NAME)
     owner_changes = new_owner is not None and new_owner != incident.owner
     if not changes and not owner_changes:
         raise IncidentError(
@@ -962,7 +1003,7 @@ def resolve(
     now: datetime,
 ) -> Incident:
     """Resolve with the runbook's resolution notice fields (all three required); firing alerts resolve with it."""
-    actor = _required(actor, "an actor", "who resolves")
+    actor = _actor(actor, "who resolves")
     root_cause = _required(root_cause, "root cause", "a brief description of the cause (--root-cause)")
     resolution = _required(resolution, "resolution", "the solution implemented (--resolution)")
     prevention = _required(prevention, "prevention", "preventive measures taken or planned (--prevention)")
@@ -977,7 +1018,7 @@ def resolve(
 
 def reopen(session: Session, incident_id: str, *, actor: str, reason: str, now: datetime) -> Incident:
     """Reopen a resolved incident (status back to investigating)."""
-    actor = _required(actor, "an actor", "who reopens")
+    actor = _actor(actor, "who reopens")
     reason = _required(reason, "a reason", "why it is not resolved after all")
     incident = load_incident(session, incident_id, for_update=True)
     if incident.is_open:
@@ -1003,7 +1044,7 @@ def change_severity(
 ) -> Incident:
     """Raise or lower the severity by hand; the reason is recorded (``severity_reason`` and the timeline)."""
     severity = _check_severity(severity)
-    actor = _required(actor, "an actor", "who changes the severity")
+    actor = _actor(actor, "who changes the severity")
     reason = _required(reason, "a reason", "why the severity changes (--reason)")
     incident = load_incident(session, incident_id, for_update=True)
     if incident.severity == severity:
@@ -1027,7 +1068,7 @@ def change_severity(
 
 def comment(session: Session, incident_id: str, *, body: str, actor: str, now: datetime) -> Incident:
     """A free comment on the timeline (allowed on resolved incidents too, e.g. post-incident notes)."""
-    actor = _required(actor, "an actor", "who comments")
+    actor = _actor(actor, "who comments")
     body = _required(body, "the comment text", "what to add to the timeline")
     incident = load_incident(session, incident_id, for_update=True)
     record(session, incident, "comment", now=now, actor=actor, message=body, data={})

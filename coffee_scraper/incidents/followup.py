@@ -1264,10 +1264,13 @@ class RecoveryLoop:
                 )
 
     async def run(self, stop: asyncio.Event, interval_s: float) -> None:
+        """A pass every ``interval_s`` (the first one an interval after start) until ``stop`` is set."""
         while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval_s)
+            if stop.is_set():
+                break
             try:
                 await asyncio.to_thread(self.run_once)
             except Exception as exc:
                 log.error("recovery_loop_failed", error=f"{type(exc).__name__}: {exc}")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval_s)

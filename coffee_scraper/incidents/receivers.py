@@ -88,7 +88,7 @@ class AlertEvent:
     route_key: str | None = None
     group_key: str | None = None
     source_ref: str | None = None
-    raw: dict[str, Any] = field(default_factory=dict)
+    raw: dict[str, Any] = field(default_factory=dict)  # as received; cleaned and capped when stored (cap_raw)
     reply_key: str | None = None
     severity_original: str | None = None
 
@@ -383,7 +383,7 @@ def parse_prometheus(
     if problems:
         return Parsed(problems=problems)
     events = []
-    for i, alert in enumerate(items):
+    for i, (alert, original) in enumerate(zip(items, body, strict=True)):
         labels = _clean_map(alert.labels, limits)
         annotations = _clean_map(alert.annotations, limits)
         started = _utc(alert.startsAt, f"[{i}].startsAt", problems)
@@ -408,16 +408,12 @@ def parse_prometheus(
                 ends_at=ends,
                 received_at=received_at,
                 source_ref=clean_text(source_ref, 500) if source_ref else None,
-                raw=cap_raw(item_dump(alert), limits.raw_max_bytes),
+                raw=original,
             )
         )
     if problems:
         return Parsed(problems=problems)
     return Parsed(events=events)
-
-
-def item_dump(model: BaseModel) -> dict[str, Any]:
-    return dict(model.model_dump(mode="json", by_alias=True, exclude_none=True))
 
 
 # --- (a) Alertmanager webhook v4 ---------------------------------------------------------------------------
@@ -439,8 +435,8 @@ def parse_alertmanager(
         _check_alertname(item.labels, f"alerts[{i}]", problems)
     if problems:
         return Parsed(problems=problems)
-    envelope = item_dump(hook)
-    envelope.pop("alerts", None)
+    envelope = {k: v for k, v in body.items() if k != "alerts"}
+    originals = body["alerts"]
     events = []
     for i, item in enumerate(hook.alerts):
         labels = _clean_map(item.labels, limits)
@@ -472,7 +468,7 @@ def parse_alertmanager(
                 route_key=clean_text(route_key or hook.receiver or "", 200) or None,
                 group_key=clean_text(hook.groupKey, 500) if hook.groupKey else None,
                 source_ref=clean_text(" ".join(x for x in (hook.receiver, hook.externalURL) if x), 500) or None,
-                raw=cap_raw({"alert": item_dump(item), "group": envelope}, limits.raw_max_bytes),
+                raw={"alert": originals[i], "group": envelope},
             )
         )
     if problems:
@@ -620,7 +616,7 @@ def parse_pagerduty(
                 received_at=received_at,
                 route_key=route_key,
                 source_ref=clean_text(" ".join(x for x in (event.client, event.client_url) if x), 500) or None,
-                raw=cap_raw({**raw, "dedup_key": dedup_key}, limits.raw_max_bytes),
+                raw={**raw, "dedup_key": dedup_key},
                 reply_key=dedup_key,
             )
         ]

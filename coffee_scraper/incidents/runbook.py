@@ -282,7 +282,7 @@ def render_runbook(inputs: RunbookInputs, *, generated_by: str = "coffee-scraper
     out += _contacts(inputs)
     out += _post_incident()
     out += _tools(inputs)
-    out += _training()
+    out += _training(inputs)
     out += _thresholds(inputs)
     return "\n".join(out).rstrip("\n") + "\n"
 
@@ -576,7 +576,7 @@ def _tools(inputs: RunbookInputs) -> list[str]:
     ]
 
 
-def _training() -> list[str]:
+def _training(inputs: RunbookInputs) -> list[str]:
     out = [
         "## Training and Preparation",
         "",
@@ -584,7 +584,13 @@ def _training() -> list[str]:
         "`coffee-scraper drill SCENARIO` injects a real, reversible fault into the running system, marked as a "
         "drill everywhere (incident, messages); it never pages real people unless `--page` is given. It checks that "
         "detection, classification, notification, escalation and recovery happen within the runbook's times and "
-        "prints and records a scorecard.",
+        "prints and records a scorecard. `--fast` sets the scenario rules' `for` to zero and their rate windows to "
+        "seconds (a quick check, e.g. in CI); without it the drill takes as long as the real rules need. `--local` "
+        "runs it in the command's own process instead of in `serve`.",
+        "",
+        "The roaster drills expect External Service Failures, which needs more than "
+        f"{inputs.alert_settings.external_open_circuit_ratio:.0%} of the active shops with an open circuit: with "
+        "many shops the scorecard shows that one failing shop is handled by its circuit breaker, not by an incident.",
         "",
     ]
     try:

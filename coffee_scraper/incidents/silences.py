@@ -121,8 +121,8 @@ def add_silence(
     _check_times(starts_at, ends_at, now)
     if not comment.strip():
         raise IncidentError("a silence needs a comment saying why (e.g. --comment 'disk replaced, INC-...')")
-    if not created_by.strip():
-        raise IncidentError("a silence needs an author (created_by)")
+    if not created_by.strip() or len(created_by.strip()) > 200:
+        raise IncidentError("a silence needs an author (created_by, up to 200 characters)")
     silence = Silence(
         matchers=[m.as_dict() for m in matchers],
         starts_at=starts_at,
@@ -166,8 +166,8 @@ def add_maintenance(
     _check_times(starts_at, ends_at, now)
     if not comment.strip():
         raise IncidentError("a maintenance window needs a comment saying what is being done")
-    if not created_by.strip():
-        raise IncidentError("a maintenance window needs an author (created_by)")
+    if not created_by.strip() or len(created_by.strip()) > 200:
+        raise IncidentError("a maintenance window needs an author (created_by, up to 200 characters)")
     window = MaintenanceWindow(
         starts_at=starts_at,
         ends_at=ends_at,

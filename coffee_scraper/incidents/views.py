@@ -243,6 +243,8 @@ def incidents_router(settings: Settings) -> APIRouter:
         401: {"description": "Missing or wrong API token."},
         413: {"description": "Body larger than api_max_body_bytes (512 KB by default)."},
         503: {"description": "No API token configured, or the database is unavailable."},
+        # invalid input answers 400 (never FastAPI's 422); declaring 4XX keeps FastAPI from documenting a 422
+        "4XX": {"model": s.ProblemOut, "description": "Other client errors (404 unknown id, 409 wrong state)."},
     }
 
     # --- receivers ---------------------------------------------------------------------------------------

@@ -96,12 +96,17 @@ class StorageGuard:
         self.persisted = False
         self.reason: str | None = None
         self.last_detail: str | None = None
+        self._lock = threading.Lock()  # runs record outcomes from their own threads
 
     def rate(self) -> float:
         return sum(self.window) / len(self.window) if self.window else 0.0
 
     def record(self, storage_error: bool, detail: str | None = None) -> bool:
         """Note one run's outcome; True when this outcome trips the guard."""
+        with self._lock:
+            return self._record(storage_error, detail)
+
+    def _record(self, storage_error: bool, detail: str | None) -> bool:
         self.window.append(storage_error)
         if storage_error and detail:
             self.last_detail = detail
@@ -142,14 +147,16 @@ class StorageGuard:
 
 _process_guard: StorageGuard | None = None
 _ssl_context: ssl.SSLContext | None = None
+_ssl_lock = threading.Lock()
 
 
 def run_transport(settings: Settings) -> httpx.AsyncHTTPTransport:
     """The HTTP transport of one run's Fetcher: its own connection pool, but the process's one TLS context
     (building a context loads the CA bundle: ~70 ms, which a fresh Fetcher per run would pay every time)."""
     global _ssl_context
-    if _ssl_context is None:
-        _ssl_context = httpx.create_ssl_context()
+    with _ssl_lock:
+        if _ssl_context is None:
+            _ssl_context = httpx.create_ssl_context()
     per_shop = max(1, settings.per_shop_concurrency)
     limits = httpx.Limits(
         max_connections=2 * per_shop + 2,
@@ -236,9 +243,41 @@ async def execute_run(
     database each time, right for long-running processes). Raises ``QueuePaused`` (nothing ran),
     ``RetryableRunError`` (storage trouble: try again later) and lets ``asyncio.CancelledError`` through after
     marking the interrupted run failed; every other outcome, shop failures included, is a returned report.
+    With ``fetcher`` None everything happens on an event loop and thread of its own (``in_own_loop``): the
+    pipeline's blocking database calls then never stall the caller's loop (other runs, the web app).
     """
+
+    def body(own: Fetcher | None) -> Coroutine[Any, Any, RunReport]:
+        return _execute_run(
+            roaster_name,
+            mode,
+            settings=settings,
+            factory=factory,
+            fetcher=own,
+            now=now,
+            trigger=trigger,
+            guard=guard if guard is not None else process_guard(settings),
+            identity=identity,
+        )
+
+    if fetcher is not None:
+        return await body(fetcher)
+    return await in_own_loop(lambda: body(None))
+
+
+async def _execute_run(
+    roaster_name: str,
+    mode: Mode,
+    *,
+    settings: Settings,
+    factory: sessionmaker[Session],
+    fetcher: Fetcher | None,
+    now: Callable[[], datetime],
+    trigger: str,
+    guard: StorageGuard,
+    identity: Identity | None,
+) -> RunReport:
     log = get_logger("scheduler")
-    guard = guard if guard is not None else process_guard(settings)
     who = identity.instance if identity else "scheduler"
     queue = mode
     if guard.tripped:
@@ -277,18 +316,12 @@ async def execute_run(
     log.info("job_run_start", roaster=roaster_name, mode=mode, trigger=trigger)
     try:
         if fetcher is None:
-
-            async def with_own_fetcher() -> RunReport:
-                cache = catalog.ArtifactCache(factory)
-                transport = run_transport(settings)
-                async with Fetcher(
-                    settings, cache=cache, transport=transport, on_event=instrument.record_request_event
-                ) as own:
-                    return await run_roaster(
-                        roaster_name, mode, settings=settings, factory=factory, fetcher=own, now=now
-                    )
-
-            report = await in_own_loop(with_own_fetcher)
+            cache = catalog.ArtifactCache(factory)
+            transport = run_transport(settings)
+            async with Fetcher(
+                settings, cache=cache, transport=transport, on_event=instrument.record_request_event
+            ) as own:
+                report = await run_roaster(roaster_name, mode, settings=settings, factory=factory, fetcher=own, now=now)
         else:
             report = await run_roaster(roaster_name, mode, settings=settings, factory=factory, fetcher=fetcher, now=now)
     except asyncio.CancelledError:

@@ -8,11 +8,12 @@ No scraping and no procrastinate API calls here (see ``execute.py`` and ``distri
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import psutil
 from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
@@ -20,6 +21,7 @@ from coffee_scraper.catalog.models import Roaster, ScrapeRun
 from coffee_scraper.jobs.cadence import MODES, CadenceError, effective_cadences, next_after
 from coffee_scraper.jobs.models import Heartbeat, JobSchedule, QueueState
 from coffee_scraper.jobs.runtime import Identity
+from coffee_scraper.observability.logging import get_logger
 from coffee_scraper.settings import Settings
 
 QUEUE_STATE_ID = 1
@@ -348,11 +350,23 @@ def is_shop_failure(status: str, errors: Iterable[dict[str, Any]] | None) -> boo
 # --- heartbeats -------------------------------------------------------------------------------------
 
 
-def beat(session: Session, identity: Identity, *, now: datetime, info: dict[str, Any] | None = None) -> Heartbeat:
-    """Write this process's heartbeat (one row per component and instance; a new session restarts it)."""
+def beat(
+    session: Session,
+    identity: Identity,
+    *,
+    now: datetime,
+    info: dict[str, Any] | None = None,
+    pid_alive: Callable[[int], bool] = psutil.pid_exists,
+) -> Heartbeat:
+    """Write this process's heartbeat (one row per component and instance; a new session restarts it).
+
+    A process's first beat also retires the rows of processes on this host that died without stopping
+    (``retire_dead_local``), whatever their component."""
     row = session.scalar(
         select(Heartbeat).where(Heartbeat.component == identity.component, Heartbeat.instance == identity.instance)
     )
+    if row is None or row.session_id != identity.session_id:  # this process's first beat
+        retire_dead_local(session, identity, now=now, pid_alive=pid_alive)
     if row is None:
         row = Heartbeat(component=identity.component, instance=identity.instance, started_at=now)
         session.add(row)
@@ -377,6 +391,28 @@ def stop_heartbeat(session: Session, identity: Identity, *, now: datetime) -> No
         .values(stopped_at=now, last_beat_at=now)
         .execution_options(synchronize_session=False)
     )
+
+
+def retire_dead_local(
+    session: Session, identity: Identity, *, now: datetime, pid_alive: Callable[[int], bool]
+) -> list[str]:
+    """Heartbeat rows of processes on this host whose pid is gone (a crash, `kill -9`) are marked stopped, so
+    they are neither reported stale forever nor waited for before their claims resume."""
+    rows = session.scalars(
+        select(Heartbeat).where(
+            Heartbeat.host == identity.host,
+            Heartbeat.stopped_at.is_(None),
+            Heartbeat.session_id != identity.session_id,
+        )
+    ).all()
+    retired = []
+    for row in rows:
+        if row.pid != identity.pid and not pid_alive(row.pid):
+            get_logger("scheduler").warning("heartbeat_of_dead_process_retired", component=row.component,
+                                            instance=row.instance, pid=row.pid)  # fmt: skip
+            row.stopped_at = now
+            retired.append(row.instance)
+    return retired
 
 
 def heartbeats(session: Session, *, include_stopped: bool = False) -> list[Heartbeat]:
@@ -603,6 +639,7 @@ __all__ = [
     "request_run",
     "resume_queue",
     "resume_roaster",
+    "retire_dead_local",
     "running_elsewhere",
     "schedule_views",
     "shop_failure_streak",

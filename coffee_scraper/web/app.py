@@ -41,7 +41,6 @@ from coffee_scraper.incidents import runner as incidents_runner
 from coffee_scraper.incidents import watchdog
 from coffee_scraper.incidents.alert_config import AlertSettings
 from coffee_scraper.incidents.ops_views import ops_router
-from coffee_scraper.incidents.views import incidents_router
 from coffee_scraper.jobs import embedded as jobs_embedded
 from coffee_scraper.jobs import service as jobs_service
 from coffee_scraper.observability.exposition import generate_text
@@ -177,6 +176,8 @@ def create_app(settings: Settings) -> FastAPI:
         return JSONResponse(body, status_code=503 if failed else 200)
 
     app.add_middleware(BodySizeLimit, max_bytes=settings.api_max_body_bytes)  # 413 for /api/ bodies (web/limits.py)
+    from coffee_scraper.incidents.views import incidents_router  # here: views imports web.auth (an import cycle)
+
     app.include_router(incidents_router(incident_settings))  # alert receivers + incidents API (incidents/views.py)
     app.include_router(ops_router(settings))  # diagnostics, remediation, follow-up API + loop (incidents/ops_views.py)
     return app

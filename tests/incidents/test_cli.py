@@ -128,3 +128,16 @@ def test_sweep_and_the_alert_path(cli: Any) -> None:
     swept = as_json(cli("sweep", "--json"))
     assert swept["auto_resolved"] == [rows[0]["id"]] and swept["response_breached"] == [rows[0]["id"]]
     assert "Alerts" in cli("show", rows[0]["id"]).stdout
+
+
+def test_a_separate_incident_store_is_used(cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store_url = f"sqlite:///{tmp_path / 'incidents.db'}"
+    monkeypatch.setenv("COFFEE_SCRAPER_INCIDENTS_DATABASE_URL", store_url)
+    get_settings.cache_clear()
+    iid = as_json(cli("declare", "-s", "P2", "-t", "in the incident store", "--json"))["id"]
+    store = Store(store_url)
+    assert [i.id for i in store.incidents()] == [iid]
+    store.close()
+    catalog = Store(cli.url)
+    assert catalog.incidents() == []
+    catalog.close()

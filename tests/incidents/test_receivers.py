@@ -90,7 +90,9 @@ def test_text_is_sanitised_and_capped() -> None:
     assert event.labels["alertname"] == "NulName"
     assert "\ud800" not in event.title and event.title.startswith("bad ")
     assert len(event.description or "") == 50
-    assert event.raw["truncated"] is True and len(json.dumps(event.raw)) < 600
+    stored = r.cap_raw(event.raw, limits.raw_max_bytes)  # raw is kept as received until it is stored
+    assert stored["truncated"] is True and len(json.dumps(stored)) < 600
+    assert "\x00" not in json.dumps(r.cap_raw({"a\x00": "b\x00"}, 1000))
     assert r.clean_json({"a": float("nan"), "b": [float("inf"), 1.5]}) == {"a": None, "b": [None, 1.5]}
 
 

@@ -7,9 +7,14 @@ cadence ticks are reached by moving the clock instead of waiting.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,7 +31,7 @@ from coffee_scraper.jobs.execute import StorageGuard
 from coffee_scraper.jobs.runtime import Identity
 from coffee_scraper.observability.metrics import JOBS, QUEUE_DEPTH
 from coffee_scraper.settings import Settings
-from tests.support import fast_settings
+from tests.support import fast_settings, free_port
 
 T0 = datetime(2026, 3, 2, 10, 1, tzinfo=UTC)
 EVERY_10_MIN = "*/10 * * * *"
@@ -290,3 +295,57 @@ def test_storage_errors_pause_the_queue_until_resumed(sqlite_url: str) -> None:
     assert [st for _, _, st in runs(factory)] == ["ok"] * 4  # the failed attempts never got as far as a run row
     assert not s.guard.tripped
     engine.dispose()
+
+
+def test_serve_killed_mid_run_resumes_it_after_restart(tmp_path: Path) -> None:
+    """The real thing: `coffee-scraper serve` (embedded scheduler, real clock) is SIGKILLed mid-run; the next
+    `serve` marks the run failed, runs it again once, and the catalog ends whole."""
+    url = f"sqlite:///{tmp_path / 'serve.db'}"
+    products = make_shopify_products(60, seed=41)
+    with DemoServer([DemoShop("slow", "shopify", products, latency_s=0.15)]) as server:
+        db.upgrade(url)
+        engine = db.make_engine(url)
+        factory = db.session_factory(engine)
+        add(factory, server, "slow", price=None)  # never ran: its first full run is due at once
+        env = {
+            **os.environ,
+            "COFFEE_SCRAPER_DATABASE_URL": url,
+            "COFFEE_SCRAPER_LOG_DIR": str(tmp_path / "logs"),
+            "COFFEE_SCRAPER_ALLOW_PRIVATE_ADDRESSES": "true",
+            "COFFEE_SCRAPER_REQUEST_DELAY_S": "0",
+            "COFFEE_SCRAPER_SHOPIFY_PAGE_LIMIT": "10",
+            "COFFEE_SCRAPER_SCHEDULER_TICK_S": "0.5",
+        }
+        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+
+        def serve() -> subprocess.Popen[bytes]:
+            cmd = [sys.executable, "-m", "coffee_scraper.cli", "serve", "--port", str(free_port())]
+            return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        def wait(check: Callable[[], bool], what: str) -> None:
+            deadline = time.monotonic() + 60
+            while not check():
+                assert time.monotonic() < deadline, f"timed out waiting for {what}: {runs(factory)}"
+                time.sleep(0.05)
+
+        first = serve()
+        try:
+            wait(lambda: _coffees(factory) >= 20, "the first pages")
+        finally:
+            first.kill()
+            first.wait(10)
+        assert runs(factory) == [("slow", "full", "running")]  # killed: nobody closed the run
+        assert 20 <= _coffees(factory) < 60
+        second = serve()
+        try:
+            wait(lambda: ("slow", "full", "ok") in runs(factory), "the resumed run")
+        finally:
+            second.send_signal(signal.SIGTERM)
+            assert second.wait(30) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal after a clean shutdown
+        assert runs(factory) == [("slow", "full", "fail"), ("slow", "full", "ok")]
+        assert _coffees(factory) == 60
+        with factory() as session:
+            schedule = jobs.schedule_for(session, 1, "full")
+            assert schedule is not None and schedule.pending_since is None and schedule.last_status == "ok"
+            assert jobs.stale_heartbeats(session, datetime.now(UTC) + timedelta(days=1), 60) == []
+        engine.dispose()
