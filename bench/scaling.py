@@ -100,15 +100,28 @@ def cpu_seconds(pids: list[int]) -> float:
     return total
 
 
-def postgres_pids() -> list[int]:
-    return [p.pid for p in psutil.process_iter(["name"]) if p.info["name"] == "postgres"]
+def postgres_cpu() -> dict[int, float]:
+    """CPU seconds of every PostgreSQL process (other databases' work on the server is included)."""
+    out: dict[int, float] = {}
+    for proc in psutil.process_iter(["name", "cpu_times"]):
+        if proc.info["name"] == "postgres" and proc.info["cpu_times"] is not None:
+            out[proc.pid] = proc.info["cpu_times"].user + proc.info["cpu_times"].system
+    return out
+
+
+def transactions(factory: Any) -> int:
+    with factory() as session:
+        return int(
+            session.scalar(text("SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()")) or 0
+        )
 
 
 def one_pass(factory: Any, ids: dict[str, int], mode: str, workers: list[int], servers: list[int]) -> dict[str, float]:
     """Defer every roaster's ``mode`` run at once; time it and the CPU each party spent per run."""
     before = succeeded(factory)
-    pg = postgres_pids()
-    cpu0 = (cpu_seconds(workers), cpu_seconds(servers), cpu_seconds(pg))
+    pg0 = postgres_cpu()
+    tx0 = transactions(factory)
+    cpu0 = (cpu_seconds(workers), cpu_seconds(servers))
     load0 = os.getloadavg()[0]
     psutil.cpu_percent(None)
     t0 = time.perf_counter()
@@ -119,7 +132,10 @@ def one_pass(factory: Any, ids: dict[str, int], mode: str, workers: list[int], s
         time.sleep(0.1)
     wall = time.perf_counter() - t0
     cpu = psutil.cpu_percent(None)
-    cpu1 = (cpu_seconds(workers), cpu_seconds(servers), cpu_seconds(pg))
+    cpu1 = (cpu_seconds(workers), cpu_seconds(servers))
+    pg_s = sum(v - pg0.get(pid, 0.0) for pid, v in postgres_cpu().items())
+    time.sleep(0.6)  # pg_stat_database is updated by the backends about every 0.5 s
+    tx = transactions(factory) - tx0
     n = len(ids)
     return {
         "wall": wall,
@@ -127,7 +143,8 @@ def one_pass(factory: Any, ids: dict[str, int], mode: str, workers: list[int], s
         "cpu": cpu,
         "worker_ms": (cpu1[0] - cpu0[0]) / n * 1000,
         "server_ms": (cpu1[1] - cpu0[1]) / n * 1000,
-        "postgres_ms": (cpu1[2] - cpu0[2]) / n * 1000,
+        "postgres_ms": pg_s / n * 1000,
+        "tx_per_run": tx / n,
         "load": (load0 + os.getloadavg()[0]) / 2,
     }
 
@@ -192,8 +209,8 @@ def main() -> None:
     ]
     urls, handles = start_servers(shops, a.servers)
     print(f"cores={psutil.cpu_count()} shops={a.shops} products/shop={a.products} concurrency/worker={a.concurrency}")
-    print("| workers | pass | wall s | runs/s | machine CPU % | CPU ms/run: workers | shops | PostgreSQL | load |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| workers | pass | wall s | runs/s | CPU % | CPU ms/run: workers | shops | PostgreSQL | tx/run | load |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     try:
         with tempfile.TemporaryDirectory() as tmp:
             for n in [int(x) for x in a.workers.split(",")]:
@@ -202,7 +219,8 @@ def main() -> None:
                     r = results[mode]
                     print(
                         f"| {n} | {mode} | {r['wall']:.1f} | {r['runs_per_s']:.1f} | {r['cpu']:.0f} | "
-                        f"{r['worker_ms']:.0f} | {r['server_ms']:.0f} | {r['postgres_ms']:.0f} | {r['load']:.1f} |",
+                        f"{r['worker_ms']:.0f} | {r['server_ms']:.0f} | {r['postgres_ms']:.0f} | "
+                        f"{r['tx_per_run']:.0f} | {r['load']:.1f} |",
                         flush=True,
                     )
                 if results["full"].get("not_ok"):

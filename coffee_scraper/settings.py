@@ -94,9 +94,10 @@ class Settings(BaseSettings):
         description="A roaster that never ran gets its first full run at the next tick instead of its cron time.",
     )
     max_concurrent_runs: int = Field(
-        8,
+        32,
         description="Global cap on roaster runs in progress at once: an in-process semaphore in embedded mode, "
-        "PostgreSQL advisory-lock slots shared by every worker in distributed mode (0 = only worker concurrency).",
+        "PostgreSQL advisory-lock slots shared by every worker in distributed mode (0 = only worker concurrency; "
+        "raise it when adding worker machines).",
     )
     run_stale_after_s: float = Field(
         3600.0,
@@ -126,7 +127,7 @@ class Settings(BaseSettings):
     heartbeat_interval_s: float = Field(
         15.0, description="Workers: seconds between heartbeats (heartbeats table, metric, procrastinate_workers)."
     )
-    worker_concurrency: int = Field(4, description="Runs one `coffee-scraper worker` process executes at once.")
+    worker_concurrency: int = Field(8, description="Runs one `coffee-scraper worker` process executes at once.")
     worker_shutdown_timeout_s: float = Field(
         60.0,
         description="On SIGTERM a worker finishes its runs for at most this long, then releases the rest to "

@@ -1,8 +1,8 @@
 """The dashboard: server-rendered pages (Jinja2 + vendored htmx), ``/api/v1``, login, static files.
 
 ``mount_dashboard(app, settings)`` wires everything into the FastAPI app of ``web/app.py``. Page routes live in
-``auth.py``, ``overview.py``, ``scraping.py`` and ``catalog.py``; the incident pages plug in the same way (their
-router, plus ``templating.register_nav`` / ``register_overview_slot``).
+``auth.py``, ``overview.py``, ``scraping.py``, ``catalog.py`` and ``incidents.py`` (which plugs in with its router,
+``templating.register_nav`` and ``register_overview_slot``).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from coffee_scraper.catalog import db
 from coffee_scraper.catalog.models import utcnow
 from coffee_scraper.settings import Settings
 from coffee_scraper.web.api import API_PREFIX, api_router
-from coffee_scraper.web.pages import auth, catalog, overview, scraping
+from coffee_scraper.web.pages import auth, catalog, incidents, overview, scraping
 from coffee_scraper.web.pages.runner import RunNow
 from coffee_scraper.web.pages.templating import STATIC_DIR, render
 from coffee_scraper.web.security import LoginRequired, PageForbidden, WebContext, login_redirect_url
@@ -96,7 +96,8 @@ def mount_dashboard(app: FastAPI, settings: Settings, *, now: Callable[[], datet
 
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     app.include_router(api_router())
-    for module in (auth, overview, scraping, catalog):
+    incidents.attach(ctx)  # a separate incident store (incidents_database_url) for the overview's panel
+    for module in (auth, overview, scraping, catalog, incidents):
         app.include_router(module.router)
 
     async def login_required(request: Request, exc: Exception) -> Response:
