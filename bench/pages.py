@@ -1,9 +1,10 @@
 """Dashboard page render times with a seeded catalog: 5,000 coffees (50 roasters × 100, 3 variants each, price
-history), 1,000 runs, served by uvicorn on 127.0.0.1 and fetched by a logged-in httpx client.
+history), 1,000 runs, 1,000 incidents (alerts, timelines, notifications), served by uvicorn on 127.0.0.1 and
+fetched by a logged-in httpx client.
 
 Each page is fetched 3 times to warm up, then ``--requests`` times; the table shows median and p95 wall time
 per request (server render + loopback HTTP). Target: every page under 300 ms.
-`python -m bench.pages [--coffees 5000 --requests 20 --postgres]`.
+`python -m bench.pages [--coffees 5000 --incidents 1000 --requests 20 --postgres]`.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from bench._common import pg_database
 from coffee_scraper.accounts import service as accounts
 from coffee_scraper.catalog import db
 from coffee_scraper.catalog.models import Coffee, Price, QuarantinedProduct, RawArtifact, Roaster, ScrapeRun, Variant
+from coffee_scraper.incidents.models import Incident, IncidentAlert, IncidentEvent
+from coffee_scraper.incidents.notify.models import NotificationOutbox
 from coffee_scraper.settings import Settings
 from coffee_scraper.web import create_app
 from tests.support import serve_in_thread
@@ -203,6 +206,103 @@ def seed(url: str, coffees: int, roasters: int = 50, runs_per_roaster: int = 20,
     engine.dispose()
 
 
+def seed_incidents(url: str, count: int, seed_value: int = 8) -> tuple[str, str]:
+    """``count`` incidents over the last 20 weeks (5% open), each with 2 alerts and ~10 timeline entries; one with a
+    60-entry timeline, 3 alerts, 12 notifications and a diagnostics report. Returns (typical id, big id)."""
+    rng = random.Random(seed_value)
+    now = datetime.now(UTC)
+    engine = db.make_engine(url)
+    incidents, alerts, events, per_day = [], [], [], {}
+    for n in range(count):
+        opened = now - timedelta(hours=2 + rng.random() * 24 * 7 * 20)
+        day = opened.strftime("%Y%m%d")
+        per_day[day] = per_day.get(day, 0) + 1
+        incident_id = f"INC-{day}-{per_day[day]:03d}"
+        severity = rng.choices(["P0", "P1", "P2", "P3"], weights=[5, 20, 45, 30])[0]
+        is_open = n % 20 == 0
+        acked = opened + timedelta(minutes=rng.uniform(1, 40))
+        resolved = None if is_open else opened + timedelta(hours=rng.uniform(0.3, 8))
+        incidents.append({
+            "id": incident_id, "title": f"Roaster {n % 50:03d} fetch errors above 10%", "severity": severity,
+            "status": "working" if is_open else "resolved", "source": "watchdog", "is_drill": n % 97 == 0,
+            "rule": "HighErrorRate", "component": f"roaster-{n % 50:03d}", "impact": "Prices of one roaster stale",
+            "owner": "alice", "eta": "1 h", "actions_taken": "Paused the roaster", "next_steps": "Ask the shop",
+            "root_cause": None if is_open else "Shop migrated", "resolution": None if is_open else "Updated the URL",
+            "prevention": None if is_open else "Detect redirects", "opened_at": opened, "acknowledged_at": acked,
+            "acknowledged_by": "alice", "resolved_at": resolved, "last_alert_at": opened,
+            "response_due_at": opened + timedelta(minutes=30), "escalation_level": 1, "version": 10,
+        })  # fmt: skip
+        for a in range(2):
+            alerts.append({
+                "fingerprint": f"{n:06d}{a}", "incident_id": incident_id, "source": "watchdog",
+                "status": "firing" if is_open else "resolved", "severity": severity, "alertname": "HighErrorRate",
+                "title": f"Error rate 23% on roaster-{n % 50:03d}", "description": "Failed fetches share above 10%",
+                "labels": {"alertname": "HighErrorRate", "component": f"roaster-{n % 50:03d}", "severity": severity},
+                "annotations": {"summary": "Error rate 23%", "runbook_url": "https://runbook.example/high-error-rate"},
+                "links": [{"href": "https://grafana.example/d/x", "text": "Grafana"}], "starts_at": opened,
+                "first_received_at": opened, "last_received_at": opened, "receive_count": 3, "flap_count": 0, "raw": {},
+            })  # fmt: skip
+        steps = [
+            ("opened", opened),
+            ("alert_firing", opened),
+            ("alert_firing", opened),
+            ("acknowledged", acked),
+            ("owner_changed", acked),
+            ("notification_sent", opened),
+            ("notification_sent", acked),
+            ("status_update", acked + timedelta(minutes=5)),
+            ("status_update", acked + timedelta(minutes=20)),
+        ]
+        if resolved is not None:
+            steps += [("alert_resolved", resolved), ("resolved", resolved), ("notification_sent", resolved)]
+        events += [{"incident_id": incident_id, "at": at, "kind": kind, "actor": "alice",
+                    "message": f"{kind}: Current Status: Working\nActions Taken: Paused the roaster", "data": {}}
+                   for kind, at in steps]  # fmt: skip
+    typical, big = incidents[1]["id"], incidents[0]["id"]
+    big_opened = incidents[0]["opened_at"]
+    events += [
+        {
+            "incident_id": big,
+            "at": big_opened + timedelta(minutes=i),
+            "kind": "comment",
+            "actor": "bob",
+            "message": f"Note {i}: still investigating the shop's new theme",
+            "data": {},
+        }
+        for i in range(50)
+    ]
+    checks = [
+        {"name": name, "status": "ok", "summary": "fine", "hint": None, "duration_ms": 3.0, "details": {}}
+        for name in ("service", "database", "cpu_memory", "disk", "processes", "logs", "roasters")
+    ]
+    events.append(
+        {
+            "incident_id": big,
+            "at": big_opened,
+            "kind": "diagnostic",
+            "actor": "system",
+            "message": "diagnostics: 7 ok",
+            "data": {"type": "diagnostics", "status": "ok", "checks": checks},
+        }
+    )
+    alerts.append({**alerts[0], "fingerprint": "big-third"})
+    with engine.begin() as conn:
+        conn.execute(insert(Incident), incidents)
+        conn.execute(insert(IncidentAlert), alerts)
+        for chunk in range(0, len(events), 5000):
+            conn.execute(insert(IncidentEvent), events[chunk : chunk + 5000])
+        conn.execute(insert(NotificationOutbox), [
+            {"incident_id": big, "channel": channel, "target": "#alerts" if channel == "slack" else "ops@example.com",
+             "kind": "status_update", "payload": {}, "status": status, "attempts": 1 if status == "sent" else 3,
+             "next_attempt_at": big_opened, "created_at": big_opened,
+             "sent_at": big_opened if status == "sent" else None,
+             "last_error": None if status == "sent" else "HTTP 500 from the peer"}
+            for channel in ("slack", "email") for status in ("sent", "sent", "sent", "sent", "failed", "dead")
+        ])  # fmt: skip
+    engine.dispose()
+    return typical, big
+
+
 @contextlib.contextmanager
 def database(postgres: bool) -> Iterator[str | None]:
     if postgres:
@@ -242,6 +342,7 @@ def measure(client: httpx.Client, path: str, n: int, headers: dict[str, str] | N
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--coffees", type=int, default=5000)
+    parser.add_argument("--incidents", type=int, default=1000)
     parser.add_argument("--requests", type=int, default=20)
     parser.add_argument("--postgres", action="store_true", help="PostgreSQL on 127.0.0.1:5432 instead of SQLite")
     args = parser.parse_args()
@@ -251,7 +352,8 @@ def main() -> None:
         db.upgrade(url)
         started = time.perf_counter()
         seed(url, args.coffees)
-        print(f"seeded {args.coffees} coffees in {time.perf_counter() - started:.1f} s")
+        typical, big = seed_incidents(url, args.incidents)
+        print(f"seeded {args.coffees} coffees, {args.incidents} incidents in {time.perf_counter() - started:.1f} s")
         with tempfile.TemporaryDirectory(prefix="coffee-bench-logs-") as logs:
             settings = Settings(database_url=url, log_dir=Path(logs), scheduler_mode="off")
             with serve_in_thread(create_app(settings)) as port:
@@ -275,6 +377,14 @@ def main() -> None:
                     ("users (admin)", "/admin/users", None),
                     ("API: coffees, 50", "/api/v1/coffees", None),
                     ("API: roasters", "/api/v1/roasters", None),
+                    ("incidents, open", "/incidents", None),
+                    ("incidents, all, P0 + P1", "/incidents?state=all&severity=P0&severity=P1", None),
+                    ("incidents, all, page 10", "/incidents?state=all&page=10", None),
+                    ("incident page (typical)", f"/incidents/{typical}", None),
+                    ("incident page (60 entries, 12 notifications)", f"/incidents/{big}", None),
+                    ("insights (4 charts, 30-day stats)", "/insights", None),
+                    ("silences", "/silences", None),
+                    ("API: insights", "/api/v1/insights", None),
                 ]  # fmt: skip
                 print(f"| page | median ms | p95 ms | KB |  ({'PostgreSQL' if args.postgres else 'SQLite'})")
                 print("|---|---|---|---|")

@@ -1,40 +1,45 @@
-"""What the incident pages show that the incidents API (``incidents/views.py``) does not: the incident store's
-session factory, response-time clocks, notifications per incident, chart data (incidents per week by severity,
-MTTA/MTTR per week, fetch error rate per day), the overview's open-incidents panel, and their ``/api/v1`` routes
-(``GET /api/v1/insights``, ``GET /api/v1/incidents/{id}/notifications``).
+"""What the incident pages show or do that the incidents API (``incidents/views.py``, ``ops_views.py``) does not:
+the incident store's session factory and write transaction, response-time clocks, notifications per incident, chart
+data (incidents per week by severity, MTTA/MTTR per week, fetch error rate per day), the overview's open-incidents
+panel, creating the post-incident checklists on demand, and their ``/api/v1`` routes (``GET /api/v1/insights``,
+``GET /api/v1/incidents/{id}/notifications``, ``POST /api/v1/incidents/{id}/checklist``).
 
-Lives here: read-only queries the incidents core lacks and their JSON shapes. Does not live here: any change to
-an incident (``incidents/flows.py``), the pages themselves (``web/pages/incidents.py``), chart geometry
-(``web/pages/charts.py``).
+Lives here: queries the incidents core lacks and their JSON shapes. Does not live here: lifecycle changes
+(``incidents/flows.py``) and follow-up rules (``incidents/followup.py``), which the routes call; the pages
+themselves (``web/pages/incidents.py``); chart geometry (``web/pages/charts.py``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import threading
 import weakref
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, HTTPException, Path, Query
 from pydantic import BaseModel, Field
-from sqlalchemy import Engine, select
+from sqlalchemy import Date, Engine, cast, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from coffee_scraper.catalog import db
 from coffee_scraper.catalog.models import ScrapeRun
-from coffee_scraper.incidents import service
+from coffee_scraper.incidents import flows, followup, service
 from coffee_scraper.incidents.ids import is_incident_id
 from coffee_scraper.incidents.models import OPEN_STATUSES, SEVERITIES, Incident
 from coffee_scraper.incidents.notify.models import CHANNELS, NotificationOutbox
 from coffee_scraper.observability.redact import mask_url
+from coffee_scraper.settings import Settings
 from coffee_scraper.storefronts.types import FetchError
-from coffee_scraper.web.security import ApiViewer, Context, WebContext
+from coffee_scraper.web.security import ApiOperator, ApiViewer, Context, WebContext
 
 router = APIRouter(tags=["insights"])
+T = TypeVar("T")
 MAX_WEEKS = 104
 MAX_DAYS = 366
 PANEL_ROWS = 8  # open incidents listed on the overview panel
@@ -59,6 +64,19 @@ def incident_factory(ctx: WebContext) -> sessionmaker[Session]:
         if isinstance(catalog_engine, Engine):
             _by_catalog_engine[catalog_engine] = factory
         return factory
+
+
+def write_incidents(ctx: WebContext, fn: Callable[[Session], T]) -> T:
+    """One write transaction on the incident store, as ``incidents/views.py`` does it (SQLite writers of this
+    process serialised by ``flows.write_lock``, the open-incidents gauge refreshed)."""
+    factory = incident_factory(ctx)
+    engine = factory.kw.get("bind")
+    lock = flows.write_lock(engine) if isinstance(engine, Engine) else contextlib.nullcontext()
+    with lock, db.session_scope(factory) as session:
+        result = fn(session)
+        session.flush()
+        service.refresh_open_gauge(session)
+        return result
 
 
 def factory_beside(catalog_session: Session) -> sessionmaker[Session] | None:
@@ -251,10 +269,33 @@ class InsightsOut(BaseModel):
     fetch_errors_per_day: list[DayFetchOut]
 
 
+def utc_day(session: Session, column: Any) -> Any:
+    """SQL for the UTC calendar day of a timestamp column (SQLite stores naive UTC text; PostgreSQL timestamptz)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return cast(func.timezone("UTC", column), Date)
+    return func.date(column)
+
+
+def seconds_between(session: Session, start: Any, end: Any) -> Any:
+    """SQL for ``end − start`` in seconds (NULL when either is NULL)."""
+    if session.get_bind().dialect.name == "postgresql":
+        return func.extract("epoch", end - start)
+    return (func.julianday(end) - func.julianday(start)) * 86400.0
+
+
+def _as_date(value: Any) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
+
+
 def _opened_since(session: Session, since: datetime, include_drills: bool) -> list[Any]:
-    query = select(Incident.opened_at, Incident.severity, Incident.acknowledged_at, Incident.resolved_at).where(
-        Incident.opened_at >= since
-    )
+    """(day opened, severity, seconds to acknowledge, seconds to resolve) per incident: computed by the database,
+    so no timestamp is turned into a Python datetime (that was most of the cost with 1,000 incidents)."""
+    query = select(
+        utc_day(session, Incident.opened_at),
+        Incident.severity,
+        seconds_between(session, Incident.opened_at, Incident.acknowledged_at),
+        seconds_between(session, Incident.opened_at, Incident.resolved_at),
+    ).where(Incident.opened_at >= since)
     if not include_drills:
         query = query.where(Incident.is_drill.is_(False))
     return list(session.execute(query).all())
@@ -278,16 +319,16 @@ def incident_weeks(
     mtta: list[list[float]] = [[] for _ in starts]
     mttr: list[list[float]] = [[] for _ in starts]
     totals = [0] * len(starts)
-    for opened_at, severity, acked_at, resolved_at in _opened_since(session, _midnight(starts[0]), include_drills):
-        i = index.get(week_start(opened_at))
+    for day, severity, to_ack, to_resolve in _opened_since(session, _midnight(starts[0]), include_drills):
+        i = index.get(week_start(_as_date(day)))
         if i is None:
             continue
         counts[i][severity] += 1
         totals[i] += 1
-        if acked_at is not None:
-            mtta[i].append((acked_at - opened_at).total_seconds())
-        if resolved_at is not None:
-            mttr[i].append((resolved_at - opened_at).total_seconds())
+        if to_ack is not None:
+            mtta[i].append(float(to_ack))
+        if to_resolve is not None:
+            mttr[i].append(float(to_resolve))
     per_severity = [
         WeekSeverityOut(week_start=start, counts={sev: counts[i][sev] for sev in SEVERITIES})
         for i, start in enumerate(starts)
@@ -332,19 +373,20 @@ def fetch_errors_per_day(session: Session, now: datetime, *, days: int = 30) -> 
     since = _midnight(first)
     runs: Counter[date] = Counter()
     failed: Counter[date] = Counter()
-    finished = session.scalars(
-        select(ScrapeRun.started_at).where(ScrapeRun.started_at >= since, ScrapeRun.status != "running")
+    day_of = utc_day(session, ScrapeRun.started_at)
+    finished = session.execute(
+        select(day_of, func.count())
+        .where(ScrapeRun.started_at >= since, ScrapeRun.status != "running")
+        .group_by(day_of)
     )
-    for started_at in finished:
-        runs[started_at.astimezone(UTC).date()] += 1
+    for day, n in finished:
+        runs[_as_date(day)] += int(n)
     troubled = session.execute(
-        select(ScrapeRun.started_at, ScrapeRun.errors).where(
-            ScrapeRun.started_at >= since, ScrapeRun.status.in_(("fail", "partial"))
-        )
+        select(day_of, ScrapeRun.errors).where(ScrapeRun.started_at >= since, ScrapeRun.status.in_(("fail", "partial")))
     ).all()
-    for started_at, errors in troubled:
+    for day, errors in troubled:
         if any(isinstance(e, dict) and e.get("kind") in FETCH_ERROR_KINDS for e in errors or []):
-            failed[started_at.astimezone(UTC).date()] += 1
+            failed[_as_date(day)] += 1
     out = []
     for i in range(days):
         day = first + timedelta(days=i)
@@ -393,6 +435,31 @@ def _panel(session: Session, now: datetime) -> dict[str, Any]:
     return {"counts": counts, "rows": rows, "total": len(incidents), "drills": sum(1 for i in incidents if i.is_drill)}
 
 
+# --- checklists on demand ---------------------------------------------------------------------------------------
+
+
+def _roster(settings: Settings) -> Any:
+    """The on-call roster for checklist owners (None when the file is missing or broken: owners fall back)."""
+    try:
+        from coffee_scraper.incidents.oncall import load_roster
+
+        return load_roster(settings.oncall_file)
+    except Exception:
+        return None
+
+
+def create_checklists_now(session: Session, settings: Settings, incident_id: str, *, now: datetime) -> int:
+    """The runbook's post-incident checklists of a resolved incident, now (``serve``'s recovery loop creates them
+    after resolution too; idempotent). Returns how many items were created."""
+    incident = followup.get_incident(session, incident_id)
+    return len(followup.create_checklists(session, incident, now=now, roster=_roster(settings)))
+
+
+class ChecklistsCreatedOut(BaseModel):
+    incident_id: str
+    created: int = Field(description="Items created now (0: they existed already).")
+
+
 # --- routes --------------------------------------------------------------------------------------------------------
 
 
@@ -423,15 +490,36 @@ def incident_notifications(
         return notifications_for(session, incident_id)
 
 
+@router.post(
+    "/incidents/{incident_id}/checklist",
+    response_model=ChecklistsCreatedOut,
+    summary="Create a resolved incident's post-incident checklists now (idempotent)",
+)
+def create_checklists(
+    incident_id: Annotated[str, Path(description="INC-YYYYMMDD-###", max_length=40)],
+    ctx: Context,
+    principal: ApiOperator,
+) -> ChecklistsCreatedOut:
+    if not is_incident_id(incident_id):
+        raise HTTPException(404, f"no incident {incident_id!r}; GET /api/v1/incidents lists them")
+    try:
+        created = write_incidents(ctx, lambda s: create_checklists_now(s, ctx.settings, incident_id, now=ctx.now()))
+    except followup.FollowupError as exc:
+        raise HTTPException(404 if str(exc).startswith("no incident") else 409, str(exc)) from exc
+    return ChecklistsCreatedOut(incident_id=incident_id, created=created)
+
+
 __all__ = [
     "FETCH_ERROR_KINDS",
     "InsightsOut",
     "ResponseClock",
     "build_insights",
+    "create_checklists_now",
     "incident_factory",
     "notifications_for",
     "open_incidents_panel",
     "response_clock",
     "router",
     "span",
+    "write_incidents",
 ]

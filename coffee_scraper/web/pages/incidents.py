@@ -9,7 +9,6 @@ chart data are ``web/api/insights.py``'s; the REST routes are ``incidents/views.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Annotated, Any, TypeVar
@@ -17,10 +16,8 @@ from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from coffee_scraper.catalog import db
 from coffee_scraper.incidents import diagnostics, flows, followup, remediation, service, silences
 from coffee_scraper.incidents.errors import Conflict, IncidentError, NotFound
 from coffee_scraper.incidents.ids import is_incident_id
@@ -29,10 +26,12 @@ from coffee_scraper.incidents.notify.outbox import parse_duration
 from coffee_scraper.incidents.ops_models import Postmortem
 from coffee_scraper.web.api.insights import (
     build_insights,
+    create_checklists_now,
     incident_factory,
     notifications_for,
     open_incidents_panel,
     response_clock,
+    write_incidents,
 )
 from coffee_scraper.web.pages.charts import BarChart, LineChart, Series, line_chart, stacked_bar_chart
 from coffee_scraper.web.pages.templating import NavItem, is_htmx, register_nav, register_overview_slot, render
@@ -70,16 +69,7 @@ def _clock(request: Request, ctx: WebContext) -> Callable[[], datetime]:
 
 
 def _write(ctx: WebContext, fn: Callable[[Session], T]) -> T:
-    """One write transaction on the incident store, as ``incidents/views.py`` does it (SQLite writers serialised,
-    the open-incidents gauge refreshed)."""
-    factory = incident_factory(ctx)
-    engine = factory.kw.get("bind")
-    lock = flows.write_lock(engine) if isinstance(engine, Engine) else contextlib.nullcontext()
-    with lock, db.session_scope(factory) as session:
-        result = fn(session)
-        session.flush()
-        service.refresh_open_gauge(session)
-        return result
+    return write_incidents(ctx, fn)
 
 
 def _checked(incident_id: str) -> str:
@@ -106,16 +96,6 @@ def safe_links(links: list[Any]) -> list[dict[str, str | None]]:
             {"href": href if scheme in ("http", "https") else None, "raw": href, "text": str(link.get("text") or href)}
         )
     return out
-
-
-def _roster(settings: Any) -> Any:
-    """The on-call roster for checklist owners (None when the file is missing or broken: owners fall back)."""
-    try:
-        from coffee_scraper.incidents.oncall import load_roster
-
-        return load_roster(settings.oncall_file)
-    except Exception:
-        return None
 
 
 # --- the list --------------------------------------------------------------------------------------------------
@@ -330,7 +310,13 @@ def incident_page(incident_id: str, request: Request, ctx: Context, principal: P
 @router.get("/incidents/{incident_id}/timeline")
 def timeline_fragment(incident_id: str, request: Request, ctx: Context, principal: PageViewer) -> HTMLResponse:
     """The timeline section alone (htmx refreshes it while the incident is open)."""
-    context = _detail_context(request, ctx, _checked(incident_id))
+    incident_id = _checked(incident_id)
+    with incident_factory(ctx)() as session:
+        incident = session.get(Incident, incident_id)
+        if incident is None:
+            raise HTTPException(404, f"no incident {incident_id}; the Incidents page lists them")
+        events = service.timeline(session, incident_id)
+    context = {"i": incident, "events": events, "polling": incident.is_open}
     return render(request, "incidents/_timeline.html", context, principal=principal)
 
 
@@ -515,8 +501,7 @@ def create_checklists(incident_id: str, request: Request, ctx: Context, principa
     """Create the post-incident checklists now (the recovery loop of ``serve`` does it on resolution too)."""
 
     def fn(session: Session, now: datetime) -> None:
-        incident = followup.get_incident(session, incident_id)
-        followup.create_checklists(session, incident, now=now, roster=_roster(ctx.settings))
+        create_checklists_now(session, ctx.settings, incident_id, now=now)
 
     return _act(request, ctx, principal, incident_id, fn, done="Checklists created.")
 
@@ -639,6 +624,14 @@ def expire_silence(silence_id: int, request: Request, ctx: Context, principal: P
 # --- insights --------------------------------------------------------------------------------------------------
 
 
+TIME_UNITS = (("hours", 3600), ("minutes", 60))  # the first whose double the largest value reaches
+
+
+def short_number(value: float) -> str:
+    """Three significant digits, no trailing zeros: 0.25, 12.5, 1,250."""
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
+
+
 def insight_charts(ctx: WebContext, *, include_drills: bool = False) -> dict[str, BarChart | LineChart]:
     """The Insights page's charts from ``build_insights`` (the same numbers as ``GET /api/v1/insights``)."""
     data = build_insights(ctx, weeks=CHART_WEEKS, days=CHART_DAYS, include_drills=include_drills)
@@ -652,22 +645,24 @@ def insight_charts(ctx: WebContext, *, include_drills: bool = False) -> dict[str
         label_every=2,
     )
 
-    def week_series(label: str, attr: str, unit: float) -> Series:
-        points = []
-        for w in data.response_times_per_week:
-            value = getattr(w, attr)
-            if value is not None:
-                points.append((datetime.combine(w.week_start, datetime.min.time(), tzinfo=now.tzinfo), value / unit))
-        return Series(label, points)
+    def week_chart(what: str, name: str, prefix: str) -> LineChart:
+        """Mean and median per week, in the unit that suits the largest value (seconds, minutes or hours)."""
+        values = [v for w in data.response_times_per_week for v in (getattr(w, f"{prefix}_mean_s"),
+                  getattr(w, f"{prefix}_median_s")) if v is not None]  # fmt: skip
+        unit, seconds = next(((u, n) for u, n in TIME_UNITS if max(values, default=0) >= 2 * n), ("seconds", 1))
+        series = []
+        for stat in ("mean", "median"):
+            points = [
+                (datetime.combine(w.week_start, datetime.min.time(), tzinfo=now.tzinfo), value / seconds)
+                for w in data.response_times_per_week
+                if (value := getattr(w, f"{prefix}_{stat}_s")) is not None
+            ]
+            series.append(Series(stat, points))
+        return line_chart(series, title=f"{what} ({name}) per opening week, {unit}", y_label=unit, now=now,
+                          step=False, fmt=short_number)  # fmt: skip
 
-    mtta = line_chart(
-        [week_series("mean", "mtta_mean_s", 60), week_series("median", "mtta_median_s", 60)],
-        title="Time to acknowledge (MTTA) per opening week, minutes", y_label="minutes", now=now, step=False,
-    )  # fmt: skip
-    mttr = line_chart(
-        [week_series("mean", "mttr_mean_s", 3600), week_series("median", "mttr_median_s", 3600)],
-        title="Time to resolve (MTTR) per opening week, hours", y_label="hours", now=now, step=False,
-    )  # fmt: skip
+    mtta = week_chart("Time to acknowledge", "MTTA", "mtta")
+    mttr = week_chart("Time to resolve", "MTTR", "mttr")
     fetch_points = [
         (datetime.combine(d.day, datetime.min.time(), tzinfo=now.tzinfo), d.rate * 100)
         for d in data.fetch_errors_per_day
@@ -676,7 +671,7 @@ def insight_charts(ctx: WebContext, *, include_drills: bool = False) -> dict[str
     fetch = line_chart(
         [Series("runs ending on a fetch error", fetch_points)],
         title=f"Fetch error rate per day, last {CHART_DAYS} days (share of finished runs)",
-        y_label="% of runs", now=now, step=False, fmt=lambda v: f"{v:.0f}%",
+        y_label="% of runs", now=now, step=False, fmt=lambda v: f"{short_number(v)}%",
     )  # fmt: skip
     return {"per_week": per_week, "mtta": mtta, "mttr": mttr, "fetch": fetch}
 
