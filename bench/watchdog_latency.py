@@ -39,7 +39,8 @@ from starlette.routing import Route
 from coffee_scraper.catalog import db
 from coffee_scraper.incidents.alert_config import AlertSettings, load_alert_config
 from coffee_scraper.incidents.runner import IncidentRunner
-from coffee_scraper.incidents.watchdog import Watchdog, incident_store_settings
+from coffee_scraper.incidents.store import incident_store_settings
+from coffee_scraper.incidents.watchdog import Watchdog
 from coffee_scraper.settings import Settings
 
 INCIDENT_ID = re.compile(r"INC-\d{8}-\d{3,}")

@@ -116,15 +116,20 @@ def _print_json(data: Any) -> None:
 
 @db_app.command("upgrade")
 def db_upgrade() -> None:
-    """Create or migrate the database schema to the newest version (safe to run again)."""
+    """Create or migrate the database schema to the newest version (safe to run again); a separate incident store
+    (COFFEE_SCRAPER_INCIDENTS_DATABASE_URL) too."""
+    from coffee_scraper.incidents import store
+
     s = settings()
-    try:
-        db.upgrade(s.database_url)
-    except db.DatabaseConfigError as exc:
-        raise fail(str(exc)) from exc
-    except Exception as exc:
-        raise fail(f"migration failed on {_masked(s.database_url)}: {exc}") from exc
-    out.print(f"database {_masked(s.database_url)} is at revision {db.head_revision()}")
+    urls = [s.database_url] + ([store.incidents_url(s)] if store.is_separate(s) else [])
+    for url in urls:
+        try:
+            db.upgrade(url)
+        except db.DatabaseConfigError as exc:
+            raise fail(str(exc)) from exc
+        except Exception as exc:
+            raise fail(f"migration failed on {_masked(url)}: {exc}") from exc
+        out.print(f"database {_masked(url)} is at revision {db.head_revision()}")
 
 
 # --- roasters -------------------------------------------------------------------------------------

@@ -222,6 +222,12 @@ class Settings(BaseSettings):
     outbox_backoff_base_s: float = Field(5.0, description="First retry wait of a failed delivery; doubles per try.")
     outbox_backoff_cap_s: float = Field(600.0, description="Longest wait between two delivery attempts.")
     outbox_batch_size: int = Field(50, description="Messages claimed per delivery pass.")
+    notify_circuit_failure_threshold: int = Field(
+        5, ge=1, description="Consecutive failed deliveries on one channel that open its circuit (its messages wait)."
+    )
+    notify_circuit_reset_s: float = Field(
+        120.0, gt=0, description="Seconds an open notification circuit waits before one half-open probe message."
+    )
     incident_runner_enabled: bool = Field(
         True, description="Run the incident loop (escalation, reminders, delivery) inside `coffee-scraper serve`."
     )

@@ -18,13 +18,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, TypeVar
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 from sqlalchemy.orm import Session, sessionmaker
 
 from coffee_scraper.catalog import db
 from coffee_scraper.catalog.models import utcnow
-from coffee_scraper.incidents import flows, service, silences
+from coffee_scraper.incidents import flows, service, silences, store
 from coffee_scraper.incidents.errors import IncidentError
+from coffee_scraper.observability.logging import configure_logging
 from coffee_scraper.observability.redact import mask_url
 
 T = TypeVar("T")
@@ -69,18 +71,20 @@ def _print_json(data: Any) -> None:
 
 
 @contextmanager
-def _store() -> Iterator[sessionmaker[Session]]:
-    """Sessions on the incident store: ``incidents_database_url`` when set, else the catalog database (migrated)."""
+def open_store() -> Iterator[sessionmaker[Session]]:
+    """Sessions on the incident store (``store.incidents_url``: ``incidents_database_url`` when set, else the
+    catalog database), migrated first. Every incident-related command (``incidents``, ``notify``) uses it."""
     cli = _cli()
     s = cli.settings()
-    url = getattr(s, "incidents_database_url", None) or s.database_url
-    if url == s.database_url:
+    if not store.is_separate(s):
         with cli.database() as factory:
             yield factory
         return
+    url = store.incidents_url(s)
+    configure_logging(s, console_level="ERROR")  # as cli.database() does for the catalog
     try:
         db.upgrade(url)
-        engine = db.make_engine(url)
+        engine = store.incident_engine(s)
     except db.DatabaseConfigError as exc:
         raise cli.fail(str(exc)) from exc
     except Exception as exc:
@@ -97,7 +101,7 @@ def _store() -> Iterator[sessionmaker[Session]]:
 def _run(fn: Callable[[Session], T], *, write: bool = True) -> T:
     """One transaction on the incident store; domain errors become exit code 2 with the message."""
     cli = _cli()
-    with _store() as factory:
+    with open_store() as factory:
         try:
             if write:
                 with db.session_scope(factory) as session:
@@ -247,11 +251,37 @@ def _print_detail(d: dict[str, Any]) -> None:
     for e in d["timeline"]:
         timeline.add_row(e["at"][:19].replace("T", " "), e["kind"], e["actor"] or "-", e["message"])
     out.print(timeline)
+    _print_checklist(d["id"], d.get("checklist") or [], resolved=d["status"] == "resolved")
+
+
+def _print_checklist(incident_id: str, rows: list[dict[str, Any]], *, resolved: bool) -> None:
+    """The runbook's post-incident checklists (and action items) of the incident: done, overdue or open."""
+    out = _cli().out
+    if not rows:
+        out.print(
+            "Post-incident checklists: "
+            + ("not created yet (the recovery loop of `serve` creates them)" if resolved else "start at resolution"),
+            highlight=False,
+        )
+        return
+    done = sum(1 for r in rows if r["done_at"])
+    table = Table(
+        "item", "state", "text", "owner", "due (UTC)", title=f"Post-incident checklists ({done}/{len(rows)} done)"
+    )
+    for r in rows:
+        if r["done_at"]:
+            state = "[green]done[/] " + escape(r["done_by"] or "")
+        else:
+            state = "[bold red]overdue[/]" if r["overdue"] else "open"
+        text = r["text"] + (f" ({r['type']})" if r["type"] else "") + (f" {r['ticket_url']}" if r["ticket_url"] else "")
+        table.add_row(r["item"], state.strip(), escape(text), escape(r["owner"] or "-"), _short(r["due_at"]))
+    out.print(table)
+    out.print(f"check an item off: coffee-scraper incidents check {incident_id} PHASE.N", highlight=False)
 
 
 @incidents_app.command("show")
 def show_cmd(incident_id: Annotated[str, typer.Argument(help="INC-YYYYMMDD-###")], as_json: JsonOpt = False) -> None:
-    """One incident: its fields, alerts and timeline."""
+    """One incident: its fields, alerts, timeline and post-incident checklists."""
     detail = _run(lambda session: service.incident_detail(session, incident_id.strip()), write=False)
     if as_json:
         _print_json(detail)

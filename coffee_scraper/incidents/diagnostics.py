@@ -185,9 +185,11 @@ class DiagnosticContext:
 
     def incidents_session(self) -> Session:
         """A session on the incident store (``incidents_database_url``, else the catalog database)."""
-        url = getattr(self.settings, "incidents_database_url", None)
-        if not url or url == self.settings.database_url:
+        from coffee_scraper.incidents.store import incidents_url, is_separate
+
+        if not is_separate(self.settings):
             return self.session()
+        url = incidents_url(self.settings)
         with self._lock:
             if self._incidents_engine is None:
                 self._incidents_engine = probe_engine(url, self.short_timeout)

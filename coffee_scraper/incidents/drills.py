@@ -4,8 +4,9 @@ Lives here: ``SCENARIOS`` (db-outage, storage-errors, roaster-5xx, roaster-429, 
 fault injectors (connections to the catalog database refused / 60% of its writes failing at the database client
 of this process; a drill shop answering 5xx/429; a disk or memory threshold placed just below the measured
 usage, with real memory held for the memory drill; the Slack webhook pointed at a closed port), the drill
-marking (while a drill runs, and for a cool-down after it, incidents opened in this process for the scenario's
-rules are inserted as drills: ``is_drill``, title "DRILL: ..."), the stand-in roster that keeps real people from
+marking (while a drill runs, and for a cool-down after it, the watchdogs of this process label their alerts of the
+scenario's rules ``drill="true"``, and ``flows`` opens drill incidents for such alerts: ``is_drill``, title
+"DRILL: ..."; ``marked_rules`` is what the watchdog asks), the stand-in roster that keeps real people from
 being paged unless ``page`` is asked for, and ``Drill`` which injects, watches the system respond (its own
 watchdog pass over the scenario's rules; ``fast`` sets their ``for`` to zero), plays the responder (acknowledge,
 remediate, resolve) and scores every step against the runbook's targets into a scorecard (``drill_runs`` + the
@@ -37,7 +38,7 @@ from sqlalchemy.pool import Pool
 
 from coffee_scraper.catalog import db
 from coffee_scraper.catalog.models import Roaster
-from coffee_scraper.incidents import flows, followup, remediation
+from coffee_scraper.incidents import flows, followup, remediation, store
 from coffee_scraper.incidents.alert_config import AlertRule, AlertSettings, load_alert_config
 from coffee_scraper.incidents.models import Incident, IncidentEvent
 from coffee_scraper.incidents.ops_models import ChecklistItem, DrillRun, Postmortem, RemediationRun
@@ -48,6 +49,7 @@ from coffee_scraper.settings import Settings
 DRILL_ACTOR = "drill"
 EXEMPT_APPLICATION = "coffee-scraper-drill"
 FAST_WINDOW = timedelta(seconds=10)  # fast drills: rate windows this short, so recovery shows in seconds
+REMEDIATE_AFTER_REVERT = ("db-outage", "channel-down")  # their remediation only helps once the fault is gone
 log = get_logger("incidents")
 
 
@@ -121,9 +123,10 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             "channel-down",
             "the Slack webhook is pointed at a closed port and the drill sends messages through it",
-            "P2 Monitoring Issues (AlertNotificationFailures)",
+            "P2 Monitoring Issues (AlertNotificationFailures); Slack's circuit opens, its messages wait",
             ("AlertNotificationFailures",),
             "P2",
+            remediation="close-circuit",  # after the fix: Slack's circuit closed by hand, the waiting messages go
         ),
     )
 }
@@ -133,23 +136,18 @@ class DrillError(ValueError):
     """A drill cannot run as asked; the message says what to do."""
 
 
-# --- drill marking: incidents opened for a running drill's rules are drills -----------------------------------
+# --- drill marking: alerts of a running drill's rules carry drill="true", so their incidents are drills ---------
 
 _marking_lock = threading.Lock()
 _marking: dict[str, tuple[frozenset[str], float]] = {}  # drill token -> (rules, until monotonic time)
 
 
-def _mark_drill_incidents(_mapper: Any, _connection: Any, target: Incident) -> None:
+def marked_rules() -> frozenset[str]:
+    """Rules under a drill marking now (a drill runs, or its cool-down): the watchdog labels their alerts
+    ``drill="true"`` (``flows.DRILL_LABEL``), which makes their incidents drills."""
     now = time.monotonic()
     with _marking_lock:
-        rules = set().union(*(r for r, until in _marking.values() if until > now)) if _marking else set()
-    if target.rule and target.rule in rules and not target.is_drill:
-        target.is_drill = True
-        if not target.title.startswith("DRILL: "):
-            target.title = f"DRILL: {target.title}"
-
-
-event.listen(Incident, "before_insert", _mark_drill_incidents)
+        return frozenset().union(*(r for r, until in _marking.values() if until > now)) if _marking else frozenset()
 
 
 def _set_marking(token: str, rules: frozenset[str], seconds: float) -> None:
@@ -363,7 +361,7 @@ class Drill:
         self.now = now or (lambda: datetime.now(UTC))
         self.drive = drive  # extra work per tick (tests: the incident runner's pass)
         self.stop = stop or threading.Event()
-        self.incidents_url = remediation.incidents_url(settings)
+        self.incidents_url = store.incidents_url(settings)
         self._own_engines: list[Engine] = []
         if incidents_factory is None:
             engine = exempt_engine(self.incidents_url)
@@ -851,14 +849,14 @@ class Drill:
         self._check_notification(watchdog, incident)
         self._check_escalation(incident)
         self._check_diagnostics(watchdog, incident)
-        if sc.name != "db-outage":
+        if sc.name not in REMEDIATE_AFTER_REVERT:
             self._remediate(incident)
         revert_at = self.now()
         self._revert_fault()
         self._step("cleanup", "pass", "fault reverted", since="fault")
         if sc.name in ("roaster-5xx", "roaster-429"):
             self._run_drill_roaster()  # the shop answers again: a run closes the circuit
-        if sc.name == "db-outage":
+        if sc.name in REMEDIATE_AFTER_REVERT:
             self._remediate(incident)
         recover_target = parse_duration(rule.window).total_seconds() + 2 * self.tick_s + 30
 
@@ -1037,7 +1035,12 @@ class Drill:
         if action is None:
             self._step("remediation", "skip", auto_text + "no remediation for this scenario")
             return
-        target = getattr(self, "_drill_roaster", None) if action == "close-circuit" else None
+        params: dict[str, Any] = {"reason": f"drill {self.run_id}"}
+        target = None
+        if action == "close-circuit" and self.scenario.name == "channel-down":
+            params["channel"] = "slack"
+        elif action == "close-circuit":
+            target = getattr(self, "_drill_roaster", None)
         dry = action == "clean-temp"  # the drill never removes files
         record = None
         for _ in range(5):  # storage errors: the write may be among the failing ones
@@ -1051,7 +1054,7 @@ class Drill:
                 actor=DRILL_ACTOR,
                 incident_id=incident.id,
                 now=self.now,
-                params={"reason": f"drill {self.run_id}"},
+                params=params,
             )
             if record.status != "failed":
                 break

@@ -12,7 +12,9 @@ Lives here:
   resolves hold the incident open until they stayed resolved for the flap window. When every alert of an
   incident is resolved it becomes resolve-pending; ``sweep`` auto-resolves it after the quiet period, and an
   alert firing again meanwhile reopens it. Severity is the highest among its alerts (raised automatically,
-  lowered only by a person, with a reason).
+  lowered only by a person, with a reason). An alert labelled ``drill="true"`` (``DRILL_LABEL``) is a drill: it
+  opens a drill incident (``is_drill``, title "DRILL: ...") and groups only with drill incidents — never the other
+  way round; ``declare(is_drill=True)`` is the manual path.
 * ``declare``, ``ack``, ``update``, ``resolve``, ``reopen``, ``change_severity``, ``comment``: the runbook's steps.
 * ``sweep(session, *, now)`` — the periodic part: expiry of alerts whose ``endsAt`` passed without refresh,
   resolve-pending after flapping holds, auto-resolve, response-deadline breaches (recorded once).
@@ -50,6 +52,13 @@ ADVISORY_LOCK_KEY = 0x0C0FFEE1  # pg_advisory_xact_lock key of ingestion and swe
 ACTIVITY_RESOLUTION = timedelta(minutes=1)  # precision of Incident.last_alert_at (fewer writes on repeats)
 STARTS_AT_SOURCES = ("prometheus", "alertmanager", "watchdog")  # activations told apart by startsAt
 _SQLITE_WRITER = threading.Lock()
+DRILL_LABEL = "drill"  # an alert with drill="true" opens (or joins) a drill incident
+DRILL_TITLE_PREFIX = "DRILL: "
+
+
+def is_drill_alert(labels: dict[str, Any]) -> bool:
+    """An alert labelled ``drill="true"`` (also 1/yes) belongs to a drill."""
+    return str(labels.get(DRILL_LABEL, "")).strip().lower() in ("true", "1", "yes")
 
 
 @dataclass(frozen=True)
@@ -317,7 +326,7 @@ class _Ingest:
         # autoflush plus a round trip for every alert of a batch
         self.incidents: dict[str, Incident] = {}
         self.rules: set[str] = set()
-        self.open_groups: dict[tuple[str, str | None], list[Incident]] | None = None
+        self.open_groups: dict[tuple[str, str | None, bool], list[Incident]] | None = None
 
     # -- lookups
     def preload(self, events: Sequence[AlertEvent]) -> None:
@@ -364,8 +373,9 @@ class _Ingest:
         if incident.last_alert_at is None or self.now - incident.last_alert_at >= ACTIVITY_RESOLUTION:
             incident.last_alert_at = self.now
 
-    def group_incident(self, rule: str, component: str | None) -> Incident | None:
-        """The open incident of this rule + component with alert activity inside the grouping window."""
+    def group_incident(self, rule: str, component: str | None, drill: bool = False) -> Incident | None:
+        """The open incident of this rule + component (drill or not, as the alert) with alert activity inside the
+        grouping window."""
         if self.open_groups is None:
             self.open_groups = {}
             rules = sorted(self.rules | {rule})
@@ -373,26 +383,27 @@ class _Ingest:
                 query = select(Incident).where(
                     Incident.status.in_(OPEN_STATUSES),
                     Incident.rule.in_(rules[i : i + 500]),
-                    Incident.is_drill.is_(False),
                 )
                 for incident in self.session.scalars(query):
                     self.incidents.setdefault(incident.id, incident)
-                    self.open_groups.setdefault((str(incident.rule), incident.component), []).append(incident)
+                    key = (str(incident.rule), incident.component, bool(incident.is_drill))
+                    self.open_groups.setdefault(key, []).append(incident)
         elif rule not in self.rules:  # a rule not seen at preload time (not from this batch's events)
             self.rules.add(rule)
             self.open_groups = None
-            return self.group_incident(rule, component)
+            return self.group_incident(rule, component, drill)
         since = self.now - self.policy.group_window
         candidates = [
             incident
-            for incident in self.open_groups.get((rule, component), [])
+            for incident in self.open_groups.get((rule, component, drill), [])
             if incident.is_open and incident.last_alert_at is not None and incident.last_alert_at >= since
         ]
         return max(candidates, key=lambda i: (i.opened_at, i.id)) if candidates else None
 
     def remember_group(self, incident: Incident) -> None:
         if self.open_groups is not None and incident.rule:
-            self.open_groups.setdefault((incident.rule, incident.component), []).append(incident)
+            key = (incident.rule, incident.component, bool(incident.is_drill))
+            self.open_groups.setdefault(key, []).append(incident)
 
     # -- alert rows
     def flapping(self, row: IncidentAlert) -> bool:
@@ -439,6 +450,8 @@ class _Ingest:
             row.links = list(ev.links)
         if ev.ends_at is not None and row.ends_at != ev.ends_at:
             row.ends_at = ev.ends_at
+        if row.labels != ev.labels:  # e.g. the drill label of a watchdog alert (not part of its fingerprint)
+            row.labels = dict(ev.labels)
         if row.severity != ev.severity:
             row.severity = ev.severity
             return True
@@ -516,10 +529,11 @@ class _Ingest:
             return self.outcome(ev, row, "silenced")
         row.silenced_by = None
         rule = row.alertname
+        drill = is_drill_alert(ev.labels)
         incident = self.incident(row.incident_id)
         reason = "its incident is still open"
         if incident is None or not incident.is_open:
-            incident = self.group_incident(rule, component) if rule else None
+            incident = self.group_incident(rule, component, drill) if rule else None
             reason = (
                 f"same rule {rule!r} and component {component!r} as this open incident "
                 f"(activity within {_ago(self.policy.group_window)})"
@@ -534,19 +548,23 @@ class _Ingest:
                 else "no rule (alertname) to group by"
             )
             impact = row.annotations.get("impact") or row.description
+            title = row.title
+            if drill and not title.startswith(DRILL_TITLE_PREFIX):
+                title = DRILL_TITLE_PREFIX + title
             incident = _new_incident(
                 self.session,
                 now=self.now,
-                title=row.title,
+                title=title,
                 severity=row.severity,
                 source=row.source,
                 actor=row.source,
-                message=f"{row.severity} {row.title} (from {row.source}; {why})",
+                message=f"{row.severity} {title} (from {row.source}; {why})",
                 data=self.alert_data(row, reason=why),
                 rule=rule,
                 component=component,
                 category=clean_text(category, 200) if category else None,
                 impact=clean_text(impact, 4000) if impact else None,
+                is_drill=drill,
             )
             self.incidents[incident.id] = incident
             self.remember_group(incident)
@@ -836,11 +854,23 @@ def declare(
 
 
 def _acknowledge(
-    session: Session, incident: Incident, *, actor: str, now: datetime, message: str = "", take_owner: bool = True
+    session: Session,
+    incident: Incident,
+    *,
+    actor: str,
+    now: datetime,
+    message: str = "",
+    take_owner: bool = True,
+    implicit: bool = False,
 ) -> None:
+    """``implicit``: the acknowledgement is part of a status update (``data.implicit``); the reactions send no
+    message of its own for it — the status update that follows carries it."""
     _note_late_response(session, incident, now)
     incident.acknowledged_at = now
     incident.acknowledged_by = actor
+    data: dict[str, Any] = {"response_s": (now - incident.opened_at).total_seconds()}
+    if implicit:
+        data["implicit"] = True
     record(
         session,
         incident,
@@ -848,7 +878,7 @@ def _acknowledge(
         now=now,
         actor=actor,
         message=message or f"acknowledged by {actor}",
-        data={"response_s": (now - incident.opened_at).total_seconds()},
+        data=data,
     )
     if incident.owner is None and take_owner:
         incident.owner = actor
@@ -920,7 +950,15 @@ def update(
             "that differs from the current value"
         )
     if incident.acknowledged_at is None:
-        _acknowledge(session, incident, actor=actor, now=now, message=f"acknowledged by {actor} (status update)")
+        # implicit when the status update below follows: its 📊 message carries the acknowledgement (one message)
+        _acknowledge(
+            session,
+            incident,
+            actor=actor,
+            now=now,
+            message=f"acknowledged by {actor} (status update)",
+            implicit=bool(changes),
+        )
     if owner_changes:
         old_owner = incident.owner
         incident.owner = new_owner

@@ -171,6 +171,29 @@ def checklist(session: Session, incident_id: str) -> list[ChecklistItem]:
     return sorted(rows, key=lambda r: (order.get(r.phase, 99), r.position))
 
 
+def checklist_rows(session: Session, incident_id: str, now: datetime) -> list[dict[str, Any]]:
+    """The incident's post-incident checklists (the runbook's four, then action items) as JSON-ready rows, in order;
+    ``overdue``: not done and past due at ``now``. Empty until the checklists are created (at resolution)."""
+    return [
+        {
+            "id": item.id,
+            "item": f"{item.phase}.{item.position}",
+            "phase": item.phase,
+            "text": item.text,
+            "owner": item.owner,
+            "due_at": item.due_at.isoformat(),
+            "done_at": item.done_at.isoformat() if item.done_at else None,
+            "done_by": item.done_by,
+            "auto_check": item.auto_check,
+            "type": item.item_type,
+            "ticket_url": item.ticket_url,
+            "note": item.note,
+            "overdue": item.done_at is None and item.due_at < now,
+        }
+        for item in checklist(session, incident_id)
+    ]
+
+
 def create_checklists(
     session: Session, incident: Incident, *, now: datetime, roster: Any = None
 ) -> list[ChecklistItem]:
@@ -1061,14 +1084,24 @@ def report_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def status_update_note(session: Session, incident: Incident) -> str | None:
-    """The newest diagnostics summary not yet reported in a status update (for the next 📊 Status Update)."""
-    since = incident.last_status_update_at or incident.opened_at
-    entries = session.scalars(
-        select(IncidentEvent)
-        .where(IncidentEvent.incident_id == incident.id, IncidentEvent.kind == "diagnostic", IncidentEvent.at >= since)
-        .order_by(IncidentEvent.id.desc())
+def status_update_note(session: Session, incident: Incident, *, before_event_id: int | None = None) -> str | None:
+    """The newest diagnostics summary not yet reported in a status update (for the next 📊 Status Update).
+
+    "Not yet reported": recorded after the previous ``status_update`` entry of the timeline (or the opening).
+    ``before_event_id``: the status update being announced now (``reactions``): only entries before it count.
+    """
+    previous = select(func.max(IncidentEvent.id)).where(
+        IncidentEvent.incident_id == incident.id, IncidentEvent.kind == "status_update"
     )
+    if before_event_id is not None:
+        previous = previous.where(IncidentEvent.id < before_event_id)
+    after_id = session.scalar(previous) or 0
+    query = select(IncidentEvent).where(
+        IncidentEvent.incident_id == incident.id, IncidentEvent.kind == "diagnostic", IncidentEvent.id > after_id
+    )
+    if before_event_id is not None:
+        query = query.where(IncidentEvent.id < before_event_id)
+    entries = session.scalars(query.order_by(IncidentEvent.id.desc()))
     for event in entries:
         data = event.data or {}
         if data.get("type") == "diagnostics" and not data.get("skipped"):

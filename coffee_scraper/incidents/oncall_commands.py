@@ -1,8 +1,8 @@
 """``coffee-scraper oncall show`` and ``coffee-scraper notify status|outbox|retry|test|run-once``.
 
 Lives here: the two Typer sub-apps (parse, call ``oncall``/``escalation``/``notify``/``runner``, print a table or
-JSON). Does not live here: roster parsing, policy, delivery (``incidents/oncall.py``, ``escalation.py``,
-``notify/``).
+JSON). The notify commands work on the incident store (``incidents/store.py``), where the outbox lives.
+Does not live here: roster parsing, policy, delivery (``incidents/oncall.py``, ``escalation.py``, ``notify/``).
 """
 
 from __future__ import annotations
@@ -11,11 +11,13 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import func, select, update
 
 from coffee_scraper.catalog import db
 from coffee_scraper.catalog.models import utcnow
+from coffee_scraper.incidents.commands import open_store
 from coffee_scraper.incidents.oncall import ROLE_TITLES, ROLES, RosterError, load_roster
 
 oncall_app = typer.Typer(
@@ -146,9 +148,25 @@ def oncall_show(
 # --- notify ---------------------------------------------------------------------------------------------------
 
 
+def _circuit_text(c: dict[str, Any]) -> str:
+    """A channel's breaker for the status table: closed (failures so far), half-open, open (next probe)."""
+    if c["state"] == "closed":
+        failures = c["consecutive_failures"]
+        return "[green]closed[/]" + (f" ({failures} failed)" if failures else "")
+    if c["state"] == "half_open":
+        return "[yellow]half-open[/] (probing)"
+    text = "[bold red]open[/]"
+    if c["next_probe_in_s"] is not None:
+        text += f" (probe in {c['next_probe_in_s']:.0f} s)"
+    if c["changed_by"]:
+        text += f" by {escape(c['changed_by'])}"
+    return text
+
+
 @notify_app.command("status")
 def notify_status(as_json: JsonOpt = False) -> None:
-    """Channels on/off, outbox rows per channel and status, and whether delivery is healthy."""
+    """Channels on/off, their circuit breakers, outbox rows per channel and status, and whether delivery is healthy."""
+    from coffee_scraper.incidents.notify import circuit
     from coffee_scraper.incidents.notify.config import NotifyConfig
     from coffee_scraper.incidents.notify.models import NotificationOutbox
     from coffee_scraper.incidents.notify.outbox import delivery_health, update_gauges
@@ -157,7 +175,7 @@ def notify_status(as_json: JsonOpt = False) -> None:
     s = cli.settings()
     cfg = NotifyConfig.from_settings(s)
     now = utcnow()
-    with cli.database() as factory, db.session_scope(factory) as session:
+    with open_store() as factory, db.session_scope(factory) as session:
         counts = session.execute(
             select(NotificationOutbox.channel, NotificationOutbox.status, func.count()).group_by(
                 NotificationOutbox.channel, NotificationOutbox.status
@@ -165,6 +183,7 @@ def notify_status(as_json: JsonOpt = False) -> None:
         ).all()
         pending = update_gauges(session, now)
         health = delivery_health(session, now, cfg)
+        circuits = circuit.states(session, now)
     by_channel: dict[str, dict[str, int]] = {}
     for ch, st, n in counts:
         by_channel.setdefault(ch, {})[st] = int(n)
@@ -176,6 +195,7 @@ def notify_status(as_json: JsonOpt = False) -> None:
                 "outbox": by_channel.get(name, {}),
                 "undelivered": pending[name][0],
                 "oldest_undelivered_s": round(pending[name][1], 1),
+                "circuit": circuits[name],
             }
             for name, on in cfg.channels().items()
         },
@@ -191,12 +211,13 @@ def notify_status(as_json: JsonOpt = False) -> None:
     if as_json:
         cli._print_json(data)
         return
-    table = Table("channel", "state", "sent", "undelivered", "dead", "oldest undelivered", "detail")
+    table = Table("channel", "state", "circuit", "sent", "undelivered", "dead", "oldest undelivered", "detail")
     for name, ch in data["channels"].items():
         ob = ch["outbox"]
         table.add_row(
             name,
             "[green]on[/]" if ch["on"] else "[dim]off[/]",
+            _circuit_text(ch["circuit"]),
             str(ob.get("sent", 0)),
             str(ch["undelivered"]),
             str(ob.get("dead", 0)),
@@ -204,6 +225,16 @@ def notify_status(as_json: JsonOpt = False) -> None:
             ch["detail"],
         )
     cli.out.print(table)
+    for name, ch in data["channels"].items():
+        c = ch["circuit"]
+        if c["state"] != "closed" and c["reason"]:
+            cli.out.print(f"circuit {name}: {escape(c['reason'])}", highlight=False)
+    if any(ch["circuit"]["state"] != "closed" for ch in data["channels"].values()):
+        cli.out.print(
+            "messages of an open circuit wait (none is dropped); close it by hand: "
+            "coffee-scraper remediate close-circuit --channel NAME",
+            highlight=False,
+        )
     style = "bold red" if health.firing else "green"
     cli.out.print(f"delivery: [{style}]{'FAILING' if health.firing else 'ok'}[/] — {health.reason}", highlight=False)
     if cfg.roster_error:
@@ -225,7 +256,7 @@ def notify_outbox(
     cli = _cli()
     if status is not None and status not in OUTBOX_STATUSES:
         raise cli.fail(f"--status {status!r} is not one of {', '.join(OUTBOX_STATUSES)}")
-    with cli.database() as factory, db.session_scope(factory) as session:
+    with open_store() as factory, db.session_scope(factory) as session:
         stmt = select(NotificationOutbox).order_by(NotificationOutbox.id.desc()).limit(limit)
         if status:
             stmt = stmt.where(NotificationOutbox.status == status)
@@ -283,7 +314,7 @@ def notify_retry(
         )
     now = utcnow()
     o = NotificationOutbox
-    with cli.database() as factory, db.session_scope(factory) as session:
+    with open_store() as factory, db.session_scope(factory) as session:
         stmt = update(o).where(o.status == "dead")
         if ids:
             stmt = stmt.where(o.id.in_(ids))
@@ -307,7 +338,7 @@ def notify_run_once(as_json: JsonOpt = False) -> None:
 
     cli = _cli()
     s = cli.settings()
-    with cli.database() as factory:
+    with open_store() as factory:
         runner = IncidentRunner(s, factory, heartbeat=False)
         try:
             result = runner.run_once(force_health=True)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -56,13 +57,13 @@ def stores(
 
     Migration problems are reported but do not stop the command: remediation must work while a database is down.
     """
-    from coffee_scraper.incidents.remediation import incidents_url
+    from coffee_scraper.incidents.store import incidents_url, is_separate
     from coffee_scraper.observability.logging import configure_logging
 
     cli = _cli()
     configure_logging(settings, console_level="ERROR")
     urls = [settings.database_url]
-    if incidents_url(settings) != settings.database_url:
+    if is_separate(settings):
         urls.append(incidents_url(settings))
     engines = []
     try:
@@ -230,14 +231,26 @@ def _print_actions() -> None:
     cli = _cli()
     table = Table("action", "target", "asks first", "what it does")
     for a in ACTIONS.values():
-        table.add_row(a.name, a.target or "", "yes" if a.destructive else "", a.description)
+        target = (a.target or "") + (" | --channel NAME" if a.channel else "")
+        table.add_row(a.name, target, "yes" if a.destructive else "", a.description)
     cli.out.print(table)
-    cli.out.print("Run one: coffee-scraper remediate ACTION [TARGET] [--incident ID] [--dry-run]", highlight=False)
+    cli.out.print(
+        "Run one: coffee-scraper remediate ACTION [TARGET | --channel NAME] [--incident ID] [--dry-run]",
+        highlight=False,
+    )
 
 
 def remediate(
     action: Annotated[str | None, typer.Argument(help="The action (omit to list them).")] = None,
     target: Annotated[str | None, typer.Argument(help="The roaster, for open-circuit / close-circuit.")] = None,
+    channel: Annotated[
+        str | None,
+        typer.Option(
+            "--channel",
+            help="open-circuit / close-circuit: a notification channel's breaker (slack, github, email, webhook) "
+            "instead of a roaster's.",
+        ),
+    ] = None,
     incident: Annotated[str | None, typer.Option("--incident", "-i", help="Record it on this incident.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would happen; change nothing.")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before removing or restarting.")] = False,
@@ -258,7 +271,13 @@ def remediate(
         if as_json:
             cli._print_json(
                 [
-                    {"name": a.name, "target": a.target, "destructive": a.destructive, "description": a.description}
+                    {
+                        "name": a.name,
+                        "target": a.target,
+                        "channel": a.channel,
+                        "destructive": a.destructive,
+                        "description": a.description,
+                    }
                     for a in ACTIONS.values()
                 ]
             )
@@ -274,6 +293,8 @@ def remediate(
         params["minutes"] = minutes
     if reason:
         params["reason"] = reason
+    if channel:
+        params["channel"] = channel
     with stores(s) as (catalog, incidents):
 
         def run(dry: bool) -> Any:
@@ -395,29 +416,10 @@ def _parse_time(text: str) -> datetime:
 
 
 def checklist_rows(session: Session, incident_id: str, now: datetime) -> list[dict[str, Any]]:
-    """The incident's checklist and action items as rows (also for `incidents show`)."""
-    from coffee_scraper.incidents.followup import checklist
+    """The incident's checklist and action items as rows (``followup.checklist_rows``; kept here for callers)."""
+    from coffee_scraper.incidents.followup import checklist_rows as rows
 
-    rows = []
-    for item in checklist(session, incident_id):
-        rows.append(
-            {
-                "id": item.id,
-                "item": f"{item.phase}.{item.position}",
-                "phase": item.phase,
-                "text": item.text,
-                "owner": item.owner,
-                "due_at": item.due_at.isoformat(),
-                "done_at": item.done_at.isoformat() if item.done_at else None,
-                "done_by": item.done_by,
-                "auto_check": item.auto_check,
-                "type": item.item_type,
-                "ticket_url": item.ticket_url,
-                "note": item.note,
-                "overdue": item.done_at is None and item.due_at < now,
-            }
-        )
-    return rows
+    return rows(session, incident_id, now)
 
 
 def print_checklist(rows: list[dict[str, Any]]) -> None:
@@ -427,9 +429,13 @@ def print_checklist(rows: list[dict[str, Any]]) -> None:
         return
     table = Table("item", "done", "text", "owner", "due (UTC)")
     for r in rows:
-        done = f"[green]✓ {r['done_by'] or ''}[/]" if r["done_at"] else ("[bold red]overdue[/]" if r["overdue"] else "")
-        text = r["text"] + (f" [{r['type']}]" if r["type"] else "") + (f" {r['ticket_url']}" if r["ticket_url"] else "")
-        table.add_row(r["item"], done, text, r["owner"] or "", r["due_at"][:16].replace("T", " "))
+        done = (
+            f"[green]✓ {escape(r['done_by'] or '')}[/]"
+            if r["done_at"]
+            else ("[bold red]overdue[/]" if r["overdue"] else "")
+        )
+        text = r["text"] + (f" ({r['type']})" if r["type"] else "") + (f" {r['ticket_url']}" if r["ticket_url"] else "")
+        table.add_row(r["item"], done, escape(text), escape(r["owner"] or ""), r["due_at"][:16].replace("T", " "))
     cli.out.print(table)
 
 
@@ -705,13 +711,11 @@ def drill(
 
 def _local_drill(s: Settings, scenario: str, options: Any) -> dict[str, Any]:
     from coffee_scraper.incidents import drills
-    from coffee_scraper.incidents.remediation import incidents_url
     from coffee_scraper.incidents.runner import IncidentRunner
 
     with stores(s):
         pass  # both databases migrated
-    store = s.model_copy(update={"database_url": incidents_url(s)})
-    runner = IncidentRunner(store, heartbeat=False)
+    runner = IncidentRunner(s, heartbeat=False)  # on the incident store (incidents/store.py)
     try:
         return drills.Drill(scenario, s, options=options, drive=lambda: runner.run_once()).run()
     finally:

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from coffee_scraper.catalog import db
-from coffee_scraper.incidents import diagnostics, drills, followup, remediation
+from coffee_scraper.incidents import diagnostics, drills, followup, remediation, store
 from coffee_scraper.observability.logging import get_logger
 from coffee_scraper.settings import Settings
 from coffee_scraper.web.auth import Caller, TokenAuth
@@ -37,6 +37,9 @@ INCIDENT_ID = r"^[A-Za-z]{3}-\d{8}-\d{3,}$"
 
 class RemediateIn(BaseModel):
     target: str | None = Field(None, description="The roaster for open-circuit / close-circuit.")
+    channel: str | None = Field(
+        None, max_length=20, description="open-circuit / close-circuit: a notification channel's breaker instead."
+    )
     incident_id: str | None = Field(None, description="Record the run on this incident's timeline.")
     dry_run: bool = Field(True, description="Safe by default: only a real run when this is false.")
     minutes: float | None = Field(None, gt=0, description="open-circuit: hold the circuit open this long.")
@@ -76,9 +79,9 @@ class PostmortemIn(BaseModel):
 
 def ops_router(settings: Settings) -> APIRouter:
     """The routes above on the incident store (``incidents_database_url`` or the catalog) and the catalog."""
-    incidents_engine = db.make_engine(remediation.incidents_url(settings))
+    incidents_engine = store.incident_engine(settings)
     incidents = db.session_factory(incidents_engine)
-    same = remediation.incidents_url(settings) == settings.database_url
+    same = not store.is_separate(settings)
     catalog_engine = incidents_engine if same else db.make_engine(settings.database_url)
     catalog = db.session_factory(catalog_engine)
     writer = Depends(TokenAuth(settings.api_token))
@@ -203,7 +206,13 @@ def ops_router(settings: Settings) -> APIRouter:
     @router.get("/api/v1/remediation/actions", tags=["recovery"], summary="The remediation actions")
     def actions(_caller: Caller = reader) -> list[dict[str, Any]]:
         return [
-            {"name": a.name, "target": a.target, "destructive": a.destructive, "description": a.description}
+            {
+                "name": a.name,
+                "target": a.target,
+                "channel": a.channel,
+                "destructive": a.destructive,
+                "description": a.description,
+            }
             for a in remediation.ACTIONS.values()
         ]
 
@@ -218,6 +227,8 @@ def ops_router(settings: Settings) -> APIRouter:
             params["minutes"] = body.minutes
         if body.reason:
             params["reason"] = body.reason
+        if body.channel:
+            params["channel"] = body.channel
         try:
             record = remediation.remediate(
                 action,
@@ -267,12 +278,10 @@ def ops_router(settings: Settings) -> APIRouter:
 
     @router.get("/api/v1/incidents/{incident_id}/checklist", tags=["recovery"], summary="Post-incident checklists")
     def get_checklist(incident_id: str, request: Request, _caller: Caller = reader) -> list[dict[str, Any]]:
-        from coffee_scraper.incidents.ops_commands import checklist_rows
-
         incident_id = checked(incident_id)
         now = clock_of(request)()
         result: list[dict[str, Any]] = followup_call(
-            lambda s: checklist_rows(s, followup.get_incident(s, incident_id).id, now), writing=False
+            lambda s: followup.checklist_rows(s, followup.get_incident(s, incident_id).id, now), writing=False
         )
         return result
 

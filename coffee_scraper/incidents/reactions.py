@@ -6,9 +6,12 @@ transaction as the timeline row. It (1) sets or clears the durable deadlines on 
 
 * 'opened' → 🚨 INCIDENT; 'status_update', 'acknowledged', 'severity_changed', 'escalated', 'reopened' →
   📊 Status Update; 'resolved' → ✅ RESOLVED; 'reminder_due' → ⏰ reminder to the owner (or on-call).
+  An implicit acknowledgement (``data.implicit``: part of a status update) sends no message of its own: the
+  status update right after it says "Acknowledged by …". A status update also carries, below the runbook's
+  fields, the newest diagnostics summary not reported before (``followup.status_update_note``).
 * Slack: every such message to the configured channel, mentioning the people notified.
 * GitHub: issue on 'opened' (labels incident + severity), a comment per update, comment + close on 'resolved',
-  reopen + comment on 'reopened' (no reminders).
+  reopen + comment on 'reopened', comment + severity label swap (``relabel``) on 'severity_changed' (no reminders).
 * E-mail: to the people the policy names (opening: the severity's roles; escalation: the new level's roles;
   reminders: the owner), later updates to everyone e-mailed before plus the owner, plus ``smtp_to``.
 * Webhook: every lifecycle event (not the ``notification_*`` entries, which would loop).
@@ -26,7 +29,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from coffee_scraper.incidents import escalation
-from coffee_scraper.incidents.models import Incident, IncidentEvent
+from coffee_scraper.incidents.models import SEVERITIES, Incident, IncidentEvent
 from coffee_scraper.incidents.notify import config as notify_config
 from coffee_scraper.incidents.notify.config import NotifyConfig
 from coffee_scraper.incidents.notify.models import NotificationOutbox
@@ -172,6 +175,9 @@ def _people_and_notes(
     elif kind == "acknowledged":
         by = incident.acknowledged_by or event.actor
         notes.append(f"Acknowledged by {owner_handle(by, roster) or by}" if by else "Acknowledged")
+    elif kind == "status_update" and incident.acknowledged_at == event.at and incident.acknowledged_by:
+        by = incident.acknowledged_by  # acknowledged by this very update (an implicit ack sends no message)
+        notes.append(f"Acknowledged by {owner_handle(by, roster) or by}")
     elif kind == "severity_changed":
         people = escalation.initial_people(cfg, incident.severity, now)
         reason = incident.severity_reason
@@ -244,6 +250,17 @@ def _event_context(event: IncidentEvent, snap: Snapshot, msg: Message | None) ->
     }
 
 
+def is_implicit_ack(event: IncidentEvent) -> bool:
+    """An acknowledgement made by a status update: the 📊 message of that update announces it."""
+    return event.kind == "acknowledged" and bool((event.data or {}).get("implicit"))
+
+
+def _diagnostics_note(session: Session, incident: Incident, event: IncidentEvent) -> str | None:
+    from coffee_scraper.incidents.followup import status_update_note  # followup → events → reactions: lazy
+
+    return status_update_note(session, incident, before_event_id=event.id)
+
+
 def _notify(session: Session, cfg: NotifyConfig, incident: Incident, event: IncidentEvent, now: datetime) -> None:
     on = cfg.channels()
     if not any(on.values()):
@@ -252,8 +269,14 @@ def _notify(session: Session, cfg: NotifyConfig, incident: Incident, event: Inci
     kind = event.kind
     snap = snapshot_of(incident, cfg.roster)
     people, notes, extra_mentions = _people_and_notes(cfg, incident, event, now)
+    if kind == "status_update":
+        diagnostics = _diagnostics_note(session, incident, event)
+        if diagnostics:
+            notes.insert(len(notes) - (1 if incident.is_drill else 0), diagnostics)  # before the drill note
     mentions = [mention(p) for p in people] + extra_mentions
     msg = _message(kind, snap, notes=notes, mentions=mentions, cfg=cfg, incident=incident, now=now)
+    if is_implicit_ack(event):
+        msg = None  # people hear of it in the status update that follows (the webhook still gets the event)
     hold = escalation.policy(cfg, incident.severity).business_hours_only
     common: dict[str, Any] = {"incident_id": incident.id, "event_id": event.id, "kind": kind, "now": now}
 
@@ -269,9 +292,13 @@ def _notify(session: Session, cfg: NotifyConfig, incident: Incident, event: Inci
             "opened": ["create"],
             "resolved": ["comment", "close"],
             "reopened": ["reopen", "comment"],
+            "severity_changed": ["comment", "relabel"],
         }.get(kind, ["comment"])
         for action in actions:
             payload = {"action": action, "template": msg.template, "title": title, "body": body, "labels": labels}
+            if action == "relabel":  # the issue's severity label follows the incident: remove P*, add the new one
+                payload["severity"] = incident.severity
+                payload["severity_labels"] = list(SEVERITIES)
             enqueue(session, channel="github", target=s.github_repo, payload=payload, **common)
 
     if msg is not None and on["email"]:

@@ -1,12 +1,14 @@
 """Remediation actions: explicit, audited and safe by default (the runbook's "Resolution Phase" as commands).
 
 Lives here: the registry ``ACTIONS`` (restart-service, pause-queue, resume-queue, open-circuit, close-circuit,
-clean-temp, rotate-logs, prune-artifacts, reconnect-db), each with a description, a dry-run plan and a real run;
+clean-temp, rotate-logs, prune-artifacts, reconnect-db), each with a description, a dry-run plan and a real run
+(open-circuit / close-circuit act on a roaster's shop breaker, or with the ``channel`` parameter on a notification
+channel's breaker, ``notify/circuit.py``);
 ``remediate(...)`` which runs one and writes the audit row (``remediation_runs``) plus, with an incident, a timeline
 entry; the automatic-remediation policy (``auto_remediate``: only actions the settings switch on, never deletion of
 catalog data); the registry of this process's database engines (``reconnect-db`` disposes their pools).
-Does not live here: the queue's pause switch (``jobs/service.py``), the shop breaker's logic
-(``storefronts/http.py``), printing (``ops_commands.py``), HTTP (``ops_views.py``).
+Does not live here: the queue's pause switch (``jobs/service.py``), the breakers' logic (``storefronts/http.py``,
+``notify/circuit.py``), printing (``ops_commands.py``), HTTP (``ops_views.py``).
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ class RemediationContext:
     actor: str
     target: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    incidents: sessionmaker[Session] | None = None  # the incident store (notification circuits live there)
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,7 @@ class Action:
     run: Callable[[RemediationContext, bool], ActionResult]  # (context, dry_run)
     target: str | None = None  # what the target argument names ("ROASTER"), None when the action takes none
     destructive: bool = False  # removes files/rows or restarts: the CLI asks before a real run
+    channel: bool = False  # also acts on a notification channel (parameter ``channel``) instead of the target
 
 
 # --- this process's engines (reconnect-db, pool state in diagnostics) ------------------------------------------
@@ -169,8 +173,56 @@ def _roaster(session: Session, ctx: RemediationContext) -> Roaster:
         raise RemediationError(str(exc)) from exc
 
 
+def _channel_circuit(ctx: RemediationContext, dry_run: bool, *, open_it: bool) -> ActionResult:
+    """Hold a notification channel's circuit open for N minutes, or close it now (manual override)."""
+    from coffee_scraper.incidents.notify import circuit
+
+    try:
+        channel = circuit.check_channel(str(ctx.params.get("channel")))
+    except circuit.CircuitError as exc:
+        raise RemediationError(str(exc)) from exc
+    if ctx.incidents is None:
+        return ActionResult("failed", "the incident store is not reachable: notification circuits live there")
+    now = ctx.now()
+    with db.session_scope(ctx.incidents) as session:
+        row = circuit.state_of(session, channel)
+        was = row.state if row is not None else "closed"
+        failures = row.consecutive_failures if row is not None else 0
+        details: dict[str, Any] = {"channel": channel, "was": was, "consecutive_failures": failures}
+        if open_it:
+            minutes = float(ctx.params.get("minutes") or ctx.settings.notify_circuit_reset_s / 60)
+            if minutes <= 0:
+                raise RemediationError("--minutes must be positive")
+            until = now + timedelta(minutes=minutes)
+            details["until"] = until.isoformat()
+            if dry_run:
+                return ActionResult(
+                    "planned", f"would hold the {channel} notification circuit open (now {was}) until "
+                    f"{until:%Y-%m-%d %H:%M} UTC: its messages wait in the outbox, none is dropped", details,
+                )  # fmt: skip
+            circuit.force_open(session, channel, now=now, until=until, by=ctx.actor, reason=ctx.params.get("reason"))
+            return ActionResult(
+                "ok", f"{channel} notification circuit held open until {until:%Y-%m-%d %H:%M} UTC (then one probe "
+                f"message); its messages wait. Release earlier with `remediate close-circuit --channel {channel}`",
+                details,
+            )  # fmt: skip
+        if was == "closed" and not failures:
+            return ActionResult("skipped", f"the {channel} notification circuit is already closed", details)
+        if dry_run:
+            return ActionResult(
+                "planned", f"would close the {channel} notification circuit (now {was}, {failures} failures in a "
+                "row) so its waiting messages go on the next delivery pass", details,
+            )  # fmt: skip
+        circuit.force_close(session, channel, now=now, by=ctx.actor, reason=ctx.params.get("reason"))
+    return ActionResult(
+        "ok", f"{channel} notification circuit closed; its waiting messages go on the next delivery pass", details
+    )
+
+
 def _open_circuit(ctx: RemediationContext, dry_run: bool) -> ActionResult:
     """Hold a shop's circuit open for N minutes (manual override); the breaker's half-open probe follows after."""
+    if ctx.params.get("channel"):
+        return _channel_circuit(ctx, dry_run, open_it=True)
     if ctx.catalog is None:
         return ActionResult("failed", "the catalog database is not reachable: circuit states live there")
     reset_s = ctx.settings.breaker_reset_s
@@ -203,6 +255,8 @@ def _open_circuit(ctx: RemediationContext, dry_run: bool) -> ActionResult:
 
 
 def _close_circuit(ctx: RemediationContext, dry_run: bool) -> ActionResult:
+    if ctx.params.get("channel"):
+        return _channel_circuit(ctx, dry_run, open_it=False)
     if ctx.catalog is None:
         return ActionResult("failed", "the catalog database is not reachable: circuit states live there")
     with db.session_scope(ctx.catalog) as session:
@@ -449,10 +503,12 @@ ACTIONS: dict[str, Action] = {
         Action("pause-queue", "Pause the scraping queue: no new runs start (runs in flight finish).",
                lambda c, d: _queue(c, d, pause=True)),
         Action("resume-queue", "Resume the scraping queue.", lambda c, d: _queue(c, d, pause=False)),
-        Action("open-circuit", "Hold a roaster's circuit breaker open (no requests to the shop) for --minutes.",
-               _open_circuit, target="ROASTER"),
-        Action("close-circuit", "Close a roaster's circuit breaker so its next run fetches normally.",
-               _close_circuit, target="ROASTER"),
+        Action("open-circuit", "Hold a roaster's circuit breaker open (no requests to the shop) for --minutes; "
+               "with --channel a notification channel's (its messages wait).",
+               _open_circuit, target="ROASTER", channel=True),
+        Action("close-circuit", "Close a roaster's circuit breaker so its next run fetches normally; with --channel "
+               "a notification channel's (its waiting messages go).",
+               _close_circuit, target="ROASTER", channel=True),
         Action("clean-temp", f"Remove {TEMP_PATTERN} entries in the temp dir (old enough, used by no process).",
                _clean_temp, destructive=True),
         Action("rotate-logs", "gzip rotated component logs and delete archives past the retention.",
@@ -491,11 +547,6 @@ class RemediationRecord:
             "summary": self.summary, "details": self.details, "started_at": self.started_at.isoformat(),
             "finished_at": self.finished_at.isoformat(), "audit_error": self.audit_error,
         }  # fmt: skip
-
-
-def incidents_url(settings: Settings) -> str:
-    """Where incidents (and so the audit trail) are recorded: ``incidents_database_url`` or the catalog."""
-    return getattr(settings, "incidents_database_url", None) or settings.database_url
 
 
 def _record_on_timeline(session: Session, record: RemediationRecord) -> None:
@@ -548,13 +599,25 @@ def remediate(
     spec = ACTIONS.get(action)
     if spec is None:
         raise RemediationError(f"unknown action {action!r}; choose from {', '.join(ACTIONS)}")
-    if spec.target and not target:
-        raise RemediationError(f"{action} needs a {spec.target}: `coffee-scraper remediate {action} {spec.target}`")
+    channel = (params or {}).get("channel")
+    if channel and not spec.channel:
+        raise RemediationError(f"{action} does not act on a notification channel (only open-circuit, close-circuit)")
+    if channel and target:
+        raise RemediationError(f"{action}: give a roaster or --channel, not both")
+    if spec.target and not target and not channel:
+        hint = " (or --channel NAME for a notification channel)" if spec.channel else ""
+        raise RemediationError(
+            f"{action} needs a {spec.target}{hint}: `coffee-scraper remediate {action} {spec.target}`"
+        )
     if not spec.target and target:
         raise RemediationError(f"{action} takes no target (got {target!r})")
     if incident_id and incidents_factory is not None:
         check_incident(incidents_factory, incident_id)
-    ctx = RemediationContext(settings, catalog_factory, clock, actor, target, dict(params or {}))
+    ctx = RemediationContext(
+        settings, catalog_factory, clock, actor, target, dict(params or {}), incidents=incidents_factory
+    )
+    if channel:
+        target = f"channel:{str(channel).strip().lower()}"  # how the audit trail names it
     started = clock()
     try:
         result = spec.run(ctx, dry_run)

@@ -360,6 +360,8 @@ def _procedures(inputs: RunbookInputs) -> list[str]:
     ]
     for a in ACTIONS.values():
         usage = f"`coffee-scraper remediate {a.name}{' ' + a.target if a.target else ''}`"
+        if a.channel:
+            usage += f" or `coffee-scraper remediate {a.name} --channel NAME`"
         out.append(f"| {usage} | {a.description}{' Asks first.' if a.destructive else ''} |")
     out += [
         "",

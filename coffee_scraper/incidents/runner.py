@@ -25,9 +25,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from coffee_scraper.catalog.db import make_engine, session_factory, session_scope
+from coffee_scraper.catalog.db import session_scope
 from coffee_scraper.catalog.models import utcnow
-from coffee_scraper.incidents import escalation
+from coffee_scraper.incidents import escalation, store
 from coffee_scraper.incidents.notify import config as notify_config
 from coffee_scraper.incidents.notify.base import Sender
 from coffee_scraper.incidents.notify.config import NotifyConfig
@@ -98,7 +98,7 @@ class IncidentRunner:
     ) -> None:
         self.settings = settings
         self._own_engine = factory is None
-        self.factory = factory or session_factory(make_engine(settings.database_url))
+        self.factory = factory or store.incident_factory(settings)  # incidents_database_url, else the catalog's
         self.now = now
         self.cfg = notify_config.configure(settings, roster)
         self.outbox = Outbox(self.factory, self.config, now=now, senders=senders, lock=lambda: write_lock(self.factory))
@@ -161,11 +161,14 @@ class IncidentRunner:
     def _signal(self, health: DeliveryHealth, now: datetime, cfg: NotifyConfig) -> None:
         """Raise (or clear) the P2 'Monitoring Issues' alert through the incidents core's ingestion."""
         from coffee_scraper.incidents import flows
+        from coffee_scraper.incidents.drills import marked_rules
         from coffee_scraper.incidents.models import IncidentAlert
         from coffee_scraper.incidents.receivers import AlertEvent, labels_hash
 
         labels = delivery_alert_labels(cfg)
         key = labels_hash(labels)
+        if HEALTH_RULE_ID in marked_rules():  # a channel-down drill runs here: its signal is the drill's
+            labels = {**labels, flows.DRILL_LABEL: "true"}
         with write_lock(self.factory), session_scope(self.factory) as session:
             status = session.scalar(
                 select(IncidentAlert.status).where(IncidentAlert.source == "watchdog", IncidentAlert.fingerprint == key)

@@ -179,9 +179,31 @@ class AlertOut(BaseModel):
     silenced_by: str | None
 
 
+class ChecklistItemOut(BaseModel):
+    """One post-incident checklist item (the runbook's four checklists) or postmortem action item."""
+
+    id: int
+    item: str = Field(description="PHASE.N, e.g. immediate.1 (phases: immediate, documentation, postmortem, "
+                      "followup, action).")  # fmt: skip
+    phase: str
+    text: str
+    owner: str | None
+    due_at: datetime
+    done_at: datetime | None
+    done_by: str | None
+    auto_check: str | None = Field(description="How the system checks it off by itself, if it does.")
+    type: str | None = Field(description="Action items: mitigate, prevent, process or other.")
+    ticket_url: str | None
+    note: str | None
+    overdue: bool
+
+
 class IncidentDetailOut(IncidentOut):
     timeline: list[EventOut]
     alerts: list[AlertOut]
+    checklist: list[ChecklistItemOut] = Field(
+        default_factory=list, description="Post-incident checklists; created when the incident resolves."
+    )
 
 
 class IncidentListOut(BaseModel):

@@ -1,6 +1,7 @@
 """Every read query on incidents: lists, one incident with its timeline and alerts, MTTA/MTTR, open counts.
 
-Lives here: queries and their JSON-ready dict forms (used by the REST views and ``--json`` of the CLI alike),
+Lives here: queries and their JSON-ready dict forms (used by the REST views and ``--json`` of the CLI alike; an
+incident's checklist rows come from ``followup.checklist_rows``),
 and ``refresh_open_gauge`` (``coffee_scraper_open_incidents{severity}`` from the database).
 Does not live here: changes of any kind (``incidents/flows.py``), HTTP or CLI code.
 """
@@ -15,6 +16,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from coffee_scraper.catalog.models import utcnow
 from coffee_scraper.incidents import silences as silences_mod
 from coffee_scraper.incidents.errors import NotFound
 from coffee_scraper.incidents.models import (
@@ -175,14 +177,18 @@ def alert_dict(alert: IncidentAlert) -> dict[str, Any]:
     }
 
 
-def incident_detail(session: Session, incident_id: str) -> dict[str, Any]:
-    """One incident with its timeline (oldest first) and linked alerts."""
+def incident_detail(session: Session, incident_id: str, *, now: datetime | None = None) -> dict[str, Any]:
+    """One incident with its timeline (oldest first), linked alerts and post-incident checklist items (the
+    runbook's four checklists and action items, ``followup.checklist_rows``; ``overdue`` as of ``now``)."""
+    from coffee_scraper.incidents.followup import checklist_rows  # followup → events → reactions: lazy
+
     incident = get_incident(session, incident_id)
     events = timeline(session, incident_id)
     counts = alert_counts(session, [incident_id]).get(incident_id)
     detail = incident_dict(incident, counts)
     detail["timeline"] = [event_dict(e) for e in events]
     detail["alerts"] = [alert_dict(a) for a in linked_alerts(session, incident_id, events)]
+    detail["checklist"] = checklist_rows(session, incident.id, now or utcnow())
     return detail
 
 

@@ -39,7 +39,7 @@ from starlette.concurrency import run_in_threadpool
 
 from coffee_scraper.catalog import db
 from coffee_scraper.catalog.models import utcnow
-from coffee_scraper.incidents import flows, service, silences
+from coffee_scraper.incidents import flows, service, silences, store
 from coffee_scraper.incidents import schemas as s
 from coffee_scraper.incidents.errors import Conflict, IncidentError, NotFound
 from coffee_scraper.incidents.ids import is_incident_id
@@ -181,8 +181,9 @@ def _actor(body: BaseModel | None, caller: Caller) -> str:
 
 
 def incidents_router(settings: Settings) -> APIRouter:
-    """Routes of the receivers and the incidents API on ``settings.database_url`` (own engine, own sweep loop)."""
-    engine = db.make_engine(settings.database_url)
+    """Routes of the receivers and the incidents API on the incident store (``store.incidents_url``: own engine,
+    own sweep loop)."""
+    engine = store.incident_engine(settings)
     factory = db.session_factory(engine)
     policy = flows.Policy.from_settings(settings)
     write_auth = TokenAuth(settings.api_token)
@@ -387,9 +388,9 @@ def incidents_router(settings: Settings) -> APIRouter:
             raise NotFound(f"{incident_id!r} is not an incident ID (INC-YYYYMMDD-###)")
         return incident_id
 
-    def detail(session: Session, incident_id: str) -> dict[str, Any]:
+    def detail(session: Session, incident_id: str, now: datetime | None = None) -> dict[str, Any]:
         session.flush()
-        return service.incident_detail(session, incident_id)
+        return service.incident_detail(session, incident_id, now=now)
 
     @router.get("/api/v1/incidents", tags=["incidents"], response_model=s.IncidentListOut, responses=problem_responses)
     def list_incidents(
@@ -465,9 +466,10 @@ def incidents_router(settings: Settings) -> APIRouter:
         response_model=s.IncidentDetailOut,
         responses={**problem_responses, 404: {"model": s.ProblemOut}},
     )
-    def get_incident(incident_id: IncidentId, _caller: Caller = reader) -> dict[str, Any]:
-        """One incident with its timeline (oldest first) and its alerts."""
-        return read(lambda session: service.incident_detail(session, checked(incident_id)))
+    def get_incident(incident_id: IncidentId, request: Request, _caller: Caller = reader) -> dict[str, Any]:
+        """One incident with its timeline (oldest first), its alerts and its post-incident checklists."""
+        now = clock_of(request.app)()
+        return read(lambda session: service.incident_detail(session, checked(incident_id), now=now))
 
     one_responses = {**problem_responses, 404: {"model": s.ProblemOut}, 409: {"model": s.ProblemOut}}
 

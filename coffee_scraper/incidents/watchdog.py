@@ -79,6 +79,8 @@ from coffee_scraper.catalog import db
 from coffee_scraper.catalog.models import utcnow
 from coffee_scraper.incidents import measure as ms
 from coffee_scraper.incidents.alert_config import AlertConfig, AlertRule, AlertSettings, load_alert_config
+from coffee_scraper.incidents.store import incident_engine, incidents_url
+from coffee_scraper.incidents.store import incident_store_settings as incident_store_settings  # the old home
 from coffee_scraper.observability import metrics as m
 from coffee_scraper.observability.logging import get_logger
 from coffee_scraper.observability.system import watched_paths
@@ -625,13 +627,16 @@ def alert_labels(rule: AlertRule, component: str) -> dict[str, str]:
     return {"alertname": rule.id, "severity": rule.severity.value, "category": rule.category, "component": component}
 
 
-def to_event(rule: AlertRule, alert: WatchdogAlert) -> Any:
+def to_event(rule: AlertRule, alert: WatchdogAlert, *, drill: bool = False) -> Any:
     """The ``receivers.AlertEvent`` (source ``watchdog``) for one emitted alert: measured value and threshold in
-    the description, the runbook link in the annotations."""
+    the description, the runbook link in the annotations. ``drill``: labelled ``drill="true"`` (a drill's alert;
+    the label is not part of the fingerprint, so the alert keeps its identity when the drill marking ends)."""
+    from coffee_scraper.incidents.flows import DRILL_LABEL
     from coffee_scraper.incidents.prometheus_rules import expand
     from coffee_scraper.incidents.receivers import AlertEvent, labels_hash
 
     labels = alert_labels(rule, alert.component)
+    fingerprint = labels_hash(labels)
     template_labels = {**labels, "instance": socket.gethostname(), "roaster": alert.component, "path": alert.component}
     try:
         title = expand(rule.summary, template_labels, alert.value)
@@ -644,9 +649,11 @@ def to_event(rule: AlertRule, alert: WatchdogAlert) -> Any:
         description = expand(rule.description, template_labels, alert.value) + "\n" + measured
     except (ValueError, KeyError):
         description = rule.description + "\n" + measured
+    if drill:
+        labels = {**labels, DRILL_LABEL: "true"}
     return AlertEvent(
         source_kind=SOURCE,
-        dedup_key=labels_hash(labels),
+        dedup_key=fingerprint,
         action="trigger" if alert.firing else "resolve",
         severity=rule.severity.value,
         severity_original=rule.severity.value,
@@ -771,29 +778,13 @@ class Spool:
         m.INCIDENT_SPOOL_EVENTS.set(n)
 
 
-def incidents_url(settings: Settings) -> str:
-    """Where incidents are recorded: ``incidents_database_url``, or the catalog database when unset."""
-    return settings.incidents_database_url or settings.database_url
-
-
-def incident_store_settings(settings: Settings) -> Settings:
-    """``settings`` as seen by code that only knows ``database_url``: pointed at the incident store.
-
-    The web app hands this to the receivers and the incident runner, so incidents, alerts and the outbox live in
-    ``incidents_database_url`` when it is set (the catalog database failing cannot silence them).
-    """
-    if not settings.incidents_database_url or settings.incidents_database_url == settings.database_url:
-        return settings
-    return settings.model_copy(update={"database_url": settings.incidents_database_url})
-
-
 def incidents_engine(settings: Settings) -> Any:
     """An engine on the incident store with short connect timeouts (a dead store must not stall the loop)."""
     url = db.normalize_url(incidents_url(settings))
     kwargs: dict[str, Any] = {"pool_size": 2, "max_overflow": 2, "pool_timeout": settings.watchdog_probe_timeout_s}
     if url.startswith("postgresql"):
         kwargs["connect_args"] = {"connect_timeout": max(1, int(settings.watchdog_probe_timeout_s))}
-    return db.make_engine(url, **kwargs)
+    return incident_engine(settings, **kwargs)
 
 
 class Watchdog:
@@ -1018,12 +1009,14 @@ class Watchdog:
 
     def _ingest(self, alerts: list[WatchdogAlert]) -> None:
         from coffee_scraper.incidents import flows
+        from coffee_scraper.incidents.drills import marked_rules
 
+        drill_rules = marked_rules()  # a drill runs in this process (or cools down): its rules' alerts are drills
         events = []
         for alert in alerts:
             rule = self._rule(alert.rule)
             if rule is not None:
-                events.append(to_event(rule, alert))
+                events.append(to_event(rule, alert, drill=rule.id in drill_rules))
         if not events:
             return
         engine = self.incidents_factory.kw["bind"]

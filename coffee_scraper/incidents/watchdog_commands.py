@@ -156,11 +156,11 @@ def prepare_incident_store(settings: Settings) -> None:
 
     A store that does not answer is not an error here: the watchdog spools its alerts until it does.
     """
-    from coffee_scraper.incidents.watchdog import incidents_url
+    from coffee_scraper.incidents.store import incidents_url, is_separate
 
     url = incidents_url(settings)
     db.normalize_url(url)  # a bad URL is a configuration error, said at once
-    if url == settings.database_url:
+    if not is_separate(settings):
         return
     try:
         db.upgrade(url)

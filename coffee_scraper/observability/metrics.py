@@ -112,6 +112,12 @@ OUTBOX_OLDEST_AGE = Gauge(
     ["channel"],
     registry=REGISTRY,
 )
+NOTIFICATION_CIRCUIT_STATE = Gauge(
+    f"{PREFIX}_notification_circuit_state",
+    "Circuit breaker per notification channel: 0 closed, 1 half-open (one probe), 2 open (messages wait).",
+    ["channel"],
+    registry=REGISTRY,
+)
 ESCALATIONS = Counter(
     f"{PREFIX}_escalations_total",
     "Incident escalations performed, per level reached (2..4).",

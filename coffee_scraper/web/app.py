@@ -38,6 +38,7 @@ from sqlalchemy.orm import Session
 
 from coffee_scraper.catalog import db
 from coffee_scraper.incidents import runner as incidents_runner
+from coffee_scraper.incidents import store as incident_store
 from coffee_scraper.incidents import watchdog
 from coffee_scraper.incidents.alert_config import AlertSettings
 from coffee_scraper.incidents.ops_views import ops_router
@@ -122,7 +123,7 @@ def create_app(settings: Settings) -> FastAPI:
     SYSTEM.watch_paths(watched_paths(settings))
     log = get_logger("app")
     heartbeat_max_age_s = AlertSettings().heartbeat_max_age_s
-    incident_settings = watchdog.incident_store_settings(settings)  # incidents_database_url, when set
+    incident_settings = incident_store.incident_store_settings(settings)  # incidents_database_url, when set
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

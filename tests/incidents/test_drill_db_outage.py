@@ -22,7 +22,8 @@ from pydantic import SecretStr
 from coffee_scraper.catalog import db
 from coffee_scraper.catalog.models import utcnow
 from coffee_scraper.incidents.runner import IncidentRunner
-from coffee_scraper.incidents.watchdog import Watchdog, incident_store_settings
+from coffee_scraper.incidents.store import incident_store_settings
+from coffee_scraper.incidents.watchdog import Watchdog
 from coffee_scraper.web import create_app
 from tests.incidents.notify.peers import GitHubPeer, SlackPeer
 from tests.incidents.watchdog_support import Clock, PgCluster, watchdog_settings

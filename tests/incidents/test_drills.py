@@ -149,21 +149,50 @@ def test_paging_real_people_only_when_asked(sqlite_url: str, tmp_path: Path, sla
 
 
 def test_marking_covers_the_drill_rules_only_and_ends(sqlite_url: str, tmp_path: Path, slack: SlackPeer) -> None:
+    """During a drill's cool-down the process's own watchdog labels alerts of the scenario's rules drill="true"
+    (their incidents are drills); other rules' alerts are real; once the marking ends, new alerts are real."""
+    from dataclasses import replace
+
+    from coffee_scraper.incidents.alert_config import AlertSettings, load_alert_config
+    from coffee_scraper.incidents.watchdog import Watchdog
+
     settings = drill_settings(sqlite_url, tmp_path, slack)
     run_drill("disk", settings, cooldown_s=3600)
-    store = IncidentStore(str(settings.incidents_database_url))
-    from datetime import UTC, datetime
+    thresholds = {"disk_warning_ratio": 0.0, "disk_critical_ratio": 1.0, "memory_pressure_ratio": 0.0,
+                  "memory_high_ratio": 1.0, "memory_exhaustion_ratio": 1.0}  # fmt: skip
+    alert_settings = AlertSettings(_env_file=None, **thresholds)  # type: ignore[call-arg]
+    config = load_alert_config(alert_settings)
+    rules = [replace(config.rule(r), for_="0s") for r in ("DiskUsageWarning", "MemoryPressure")]
 
-    now = datetime.now(UTC)
-    collateral = store.alert("DiskUsageWarning", severity="P1", at=now)  # during the cool-down: still the drill's
-    unrelated = store.alert("RoasterStale", severity="P3", at=now)
+    def watchdog_pass(path: Path) -> None:
+        path.mkdir(exist_ok=True)
+        s = settings.model_copy(
+            update={
+                "watchdog_disk_paths": [str(path)],
+                "watchdog_state_file": tmp_path / f"state-{path.name}.json",
+                "watchdog_spool_file": tmp_path / f"spool-{path.name}.jsonl",
+            }
+        )
+        watchdog = Watchdog(s, alert_settings=alert_settings, rules=rules, load_state=False)
+        try:
+            evaluation = watchdog.run_once()
+            assert evaluation.ingested == 2 and not evaluation.ingest_error, evaluation.ingest_error
+        finally:
+            watchdog.close()
+
+    def opened(rule: str) -> list[Incident]:
+        return [i for i in incidents_of(settings) if i.rule == rule and i.status != "resolved"]
+
+    watchdog_pass(tmp_path / "during")  # in the cool-down: DiskUsageWarning is the drill's collateral rule
+    (collateral,) = opened("DiskUsageWarning")
+    (unrelated,) = opened("MemoryPressure")
+    assert collateral.is_drill and collateral.title.startswith("DRILL: ")
+    assert not unrelated.is_drill
     drills.clear_marking()
-    later = store.alert("DiskUsageWarning", severity="P1", at=now, component="other")
-    assert collateral and unrelated and later
-    assert store.get(collateral).is_drill is True
-    assert store.get(unrelated).is_drill is False
-    assert store.get(later).is_drill is False
-    store.close()
+    watchdog_pass(tmp_path / "after")  # another disk: a new alert, after the marking
+    later = [i for i in opened("DiskUsageWarning") if i.id != collateral.id]
+    assert len(later) == 1 and later[0].is_drill is False
+    assert [i.id for i in opened("MemoryPressure")] == [unrelated.id]  # still the same real one
 
 
 def test_unknown_scenario_is_refused() -> None:

@@ -12,7 +12,8 @@ from pydantic import SecretStr
 from coffee_scraper.catalog import db
 from coffee_scraper.incidents import flows
 from coffee_scraper.incidents.runner import IncidentRunner
-from coffee_scraper.incidents.watchdog import Firing, Pending, incident_store_settings
+from coffee_scraper.incidents.store import incident_store_settings
+from coffee_scraper.incidents.watchdog import Firing, Pending
 from tests.incidents.watchdog_support import Clock, incidents_of, make_watchdog, watchdog_settings
 from tests.support import free_port
 

@@ -2,11 +2,13 @@
 on resolution and reopened when the incident reopens. REST v3; the base URL is configurable for GitHub Enterprise.
 
 Payload actions: ``create`` (title, body, labels), ``comment`` (body; creates the issue when none exists yet),
-``close`` and ``reopen`` (PATCH state). The issue of an incident is the external_ref (html_url) of its first
-delivered GitHub row. A retried ``create`` first looks for an issue already titled with the incident ID, so a
-crash between GitHub's 201 and our bookkeeping does not open a second issue. The token is sent as
-``Authorization: Bearer`` and never logged. 401/403/404/410/422 are permanent; 429, 5xx and 403 with an
-exhausted rate limit are retried (Retry-After or x-ratelimit-reset honoured).
+``close`` and ``reopen`` (PATCH state), ``relabel`` (a severity change: every other severity label of
+``severity_labels`` is removed from the issue and ``severity`` added; each step is idempotent, so a retry is
+safe). The issue of an incident is the external_ref (html_url) of its first delivered GitHub row. A retried
+``create`` first looks for an issue already titled with the incident ID, so a crash between GitHub's 201 and our
+bookkeeping does not open a second issue. The token is sent as ``Authorization: Bearer`` and never logged.
+401/403/404/410/422 are permanent; 429, 5xx and 403 with an exhausted rate limit are retried (Retry-After or
+x-ratelimit-reset honoured).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import re
 import time
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -141,6 +144,8 @@ class GitHubSender:
             resp = self._call("POST", f"/repos/{repo}/issues/{number}/comments", json={"body": msg.payload["body"]})
             data = self._json(resp)
             return Delivered(external_ref=str(data.get("html_url") or f"issues/{number}"), status_code=resp.status_code)
+        if action == "relabel":
+            return self._relabel(repo, number, msg)
         if action in ("close", "reopen"):
             state = "closed" if action == "close" else "open"
             body: dict[str, Any] = {"state": state}
@@ -149,6 +154,32 @@ class GitHubSender:
             resp = self._call("PATCH", f"/repos/{repo}/issues/{number}", json=body)
             return Delivered(external_ref=f"issues/{number}#{state}", status_code=resp.status_code)
         raise DeliveryError(f"github: unknown action {action!r} in outbox row {msg.id}", permanent=True)
+
+    def _relabel(self, repo: str, number: int, msg: Outgoing) -> Delivered:
+        """Swap the issue's severity label: remove the other severity labels it has, add the new one."""
+        new = str(msg.payload.get("severity") or "")
+        severities = [str(x) for x in msg.payload.get("severity_labels") or ("P0", "P1", "P2", "P3")]
+        if new not in severities:
+            raise DeliveryError(f"github relabel: {new!r} is not a severity label ({severities})", permanent=True)
+        resp = self._call("GET", f"/repos/{repo}/issues/{number}/labels", params={"per_page": 100})
+        try:
+            listed = resp.json()
+        except ValueError:
+            raise DeliveryError(f"github answered HTTP {resp.status_code} without JSON: {short_body(resp)}") from None
+        current = {str(x.get("name")) for x in listed if isinstance(x, dict)} if isinstance(listed, list) else set()
+        removed = []
+        for label in sorted(current & set(severities) - {new}):
+            try:
+                self._call("DELETE", f"/repos/{repo}/issues/{number}/labels/{quote(label, safe='')}")
+            except DeliveryError as exc:
+                if exc.status_code != 404:  # 404: already gone (a retry, or someone removed it by hand)
+                    raise
+            removed.append(label)
+        code = resp.status_code
+        if new not in current:
+            code = self._call("POST", f"/repos/{repo}/issues/{number}/labels", json={"labels": [new]}).status_code
+        detail = f"severity label {new}" + (f" (removed {', '.join(removed)})" if removed else "")
+        return Delivered(external_ref=f"issues/{number}#labels", status_code=code, detail=detail)
 
     def close(self) -> None:
         self._client.close()

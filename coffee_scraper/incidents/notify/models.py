@@ -1,7 +1,9 @@
-"""Tables of notification delivery: ``notification_outbox`` (one row per message to one target on one channel)
-and ``notification_attempts`` (one row per delivery try, for failure shares and the delivery-health signal).
+"""Tables of notification delivery: ``notification_outbox`` (one row per message to one target on one channel),
+``notification_attempts`` (one row per delivery try, for failure shares and the delivery-health signal) and
+``notification_circuits`` (the circuit breaker of each channel).
 
-Only table definitions live here; enqueueing, claiming and delivering are in ``notify/outbox.py``.
+Only table definitions live here; enqueueing, claiming and delivering are in ``notify/outbox.py``, the breaker's
+rules in ``notify/circuit.py``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ CHANNELS = ("slack", "github", "email", "webhook")
 OUTBOX_STATUSES = ("pending", "sending", "sent", "failed", "dead")
 # rows in these states are still to be delivered: they hold back later messages of the same incident/channel/target
 UNDELIVERED = ("pending", "sending", "failed")
+CIRCUIT_STATES = ("closed", "half_open", "open")
 
 
 class NotificationOutbox(Base):
@@ -66,3 +69,29 @@ class NotificationAttempt(Base):
     status_code: Mapped[int | None] = mapped_column(Integer, default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)
     duration_ms: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class NotificationCircuit(Base):
+    """The circuit breaker of one channel. ``closed``: messages go out; ``open``: they wait (never dropped) until
+    ``probe_at``; ``half_open``: one probe message is out (``probe_at`` is its lease). No row = closed.
+
+    ``changed_by`` is set while a person's override (``remediate open-circuit|close-circuit --channel``) is the
+    last change, None when the breaker itself moved.
+    """
+
+    __tablename__ = "notification_circuits"
+
+    channel: Mapped[str] = mapped_column(String(20), primary_key=True)
+    state: Mapped[str] = mapped_column(String(10), default="closed")
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    opened_at: Mapped[datetime | None] = mapped_column(default=None)
+    probe_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_failure_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_success_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    changed_by: Mapped[str | None] = mapped_column(String(200), default=None)
+    reason: Mapped[str | None] = mapped_column(Text, default=None)
+    updated_at: Mapped[datetime]
+
+    def __repr__(self) -> str:
+        return f"<NotificationCircuit {self.channel} {self.state} failures={self.consecutive_failures}>"

@@ -7,8 +7,11 @@ with exponential backoff and jitter or the peer's Retry-After, dead-letters afte
 or a permanent error), per-target ordering (a row waits while an earlier row of the same incident, channel and
 target is undelivered: down then up → every message arrives once, in order), the timeline entries
 ``notification_sent``/``notification_failed``, the metrics, and ``delivery_health`` (the failure share that
-raises the P2 "Monitoring Issues" signal). Does not live here: what to send (``reactions.py``), how each channel
-talks (``slack.py``, ``github.py``, ``email.py``, ``webhook.py``).
+raises the P2 "Monitoring Issues" signal), and the per-channel circuit breaker check before sending
+(``notify/circuit.py``: an open channel's due messages wait, one half-open probe goes after the reset time; a
+probe that fails is retried at the next probe, never dead-lettered unless the error is permanent).
+Does not live here: what to send (``reactions.py``), how each channel talks (``slack.py``, ``github.py``,
+``email.py``, ``webhook.py``), the breaker's rules (``notify/circuit.py``).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from sqlalchemy.orm import Session, aliased, sessionmaker
 from coffee_scraper.catalog.db import session_scope
 from coffee_scraper.incidents import events
 from coffee_scraper.incidents.models import Incident
+from coffee_scraper.incidents.notify import circuit
 from coffee_scraper.incidents.notify.base import Delivered, DeliveryError, Outgoing, Sender
 from coffee_scraper.incidents.notify.config import NotifyConfig
 from coffee_scraper.incidents.notify.models import CHANNELS, UNDELIVERED, NotificationAttempt, NotificationOutbox
@@ -208,6 +212,8 @@ class Outbox:
         self._senders_for: int | None = None
         self.rng = rng or random.Random()
         self._pool = ThreadPoolExecutor(max_workers=len(CHANNELS), thread_name_prefix="notify")
+        self._probes: set[int] = set()  # outbox ids claimed as a half-open circuit's probe
+        self._probes_lock = threading.Lock()
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -228,8 +234,12 @@ class Outbox:
         return timedelta(seconds=3 * max(s.notify_http_timeout_s, s.smtp_timeout_s) + 30)
 
     # --- claim ---------------------------------------------------------------------------------------
+    def circuit_policy(self) -> circuit.CircuitPolicy:
+        return circuit.CircuitPolicy.from_settings(self.config().settings)
+
     def claim(self, limit: int) -> list[Outgoing]:
-        """Take up to ``limit`` due rows, each the oldest undelivered of its incident/channel/target."""
+        """Take up to ``limit`` due rows, each the oldest undelivered of its incident/channel/target; a channel
+        whose circuit is open gives none (its rows wait), a half-open one a single probe."""
         now = self.now()
         o = NotificationOutbox
         earlier = aliased(NotificationOutbox)
@@ -246,17 +256,26 @@ class Outbox:
         )
         claimed: list[Outgoing] = []
         with self._lock(), session_scope(self.factory) as session:
+            gates = circuit.gates(session, now)
+            waiting = sorted(ch for ch, gate in gates.items() if gate == "wait")
             stmt = (
-                select(o.id, o.status, o.attempts)
+                select(o.id, o.status, o.attempts, o.channel)
                 .where(o.status.in_(UNDELIVERED), o.next_attempt_at <= now, ~blocked)
                 .order_by(o.id)
                 .limit(limit)
             )
+            if waiting:
+                stmt = stmt.where(o.channel.not_in(waiting))
             if session.get_bind().dialect.name == "postgresql":
                 stmt = stmt.with_for_update(skip_locked=True, of=o)
             rows = session.execute(stmt).all()
             lease_until = now + self.lease()
-            for row_id, status, attempts in rows:
+            probes: dict[str, int] = {}
+            for row_id, status, attempts, channel in rows:
+                if gates.get(channel) == "probe":
+                    if channel in probes or not circuit.take_probe(session, channel, now, lease_until):
+                        continue  # one probe per channel (another worker may have taken it)
+                    probes[channel] = row_id
                 result = session.execute(
                     update(o)
                     .where(o.id == row_id, o.status == status, o.attempts == attempts)
@@ -264,6 +283,9 @@ class Outbox:
                     .execution_options(synchronize_session=False)
                 )
                 if getattr(result, "rowcount", 0) == 1:
+                    if probes.get(channel) == row_id:
+                        with self._probes_lock:
+                            self._probes.add(row_id)
                     full = session.get(o, row_id)
                     assert full is not None
                     claimed.append(
@@ -388,6 +410,9 @@ class Outbox:
                 .execution_options(synchronize_session=False)
             )
             self._attempt(session, row, ok=True, now=now, ms=ms, code=result.status_code)
+            with self._probes_lock:
+                self._probes.discard(row.id)
+            circuit.record_success(session, row.channel, now)
             if getattr(done, "rowcount", 0) != 1:
                 log.warning("notification_claim_lost", outbox_id=row.id, channel=row.channel)
                 return False
@@ -420,17 +445,24 @@ class Outbox:
         s = self.config().settings
         o = NotificationOutbox
         age = (now - row.created_at).total_seconds()
-        dead = err.permanent or row.attempts >= s.outbox_max_attempts or age >= s.outbox_max_age_s
-        if dead:
-            status, next_at = "dead", now
-        else:
-            wait = (
-                err.retry_after
-                if err.retry_after is not None
-                else backoff_s(row.attempts, s.outbox_backoff_base_s, s.outbox_backoff_cap_s, self.rng)
-            )
-            status, next_at = "failed", now + timedelta(seconds=wait)
+        with self._probes_lock:
+            probe = row.id in self._probes
+            self._probes.discard(row.id)
         with self._lock(), session_scope(self.factory) as session:
+            opened = circuit.record_failure(session, row.channel, now, str(err), self.circuit_policy(), probe=probe)
+            # a message whose failure leaves its channel's circuit open (it tripped it, or it was the probe) waits
+            # for the next probe: an outage never eats a message, only a permanent error does
+            held = probe or opened == "open"
+            dead = err.permanent or (not held and (row.attempts >= s.outbox_max_attempts or age >= s.outbox_max_age_s))
+            if dead:
+                status, next_at = "dead", now
+            else:
+                wait = (
+                    err.retry_after
+                    if err.retry_after is not None
+                    else backoff_s(row.attempts, s.outbox_backoff_base_s, s.outbox_backoff_cap_s, self.rng)
+                )
+                status, next_at = "failed", now + timedelta(seconds=wait)
             done = session.execute(
                 update(o)
                 .where(o.id == row.id, o.status == "sending", o.attempts == row.attempts)
@@ -498,7 +530,8 @@ class Outbox:
 
 
 def update_gauges(session: Session, now: datetime) -> dict[str, tuple[int, float]]:
-    """Set the outbox pending/oldest-age gauges per channel; returns {channel: (pending, oldest_age_s)}."""
+    """Set the outbox pending/oldest-age and circuit-state gauges per channel; returns {channel: (pending,
+    oldest_age_s)}."""
     o = NotificationOutbox
     rows = session.execute(
         select(o.channel, func.count(), func.min(o.created_at)).where(o.status.in_(UNDELIVERED)).group_by(o.channel)
@@ -511,6 +544,7 @@ def update_gauges(session: Session, now: datetime) -> dict[str, tuple[int, float
         m.OUTBOX_PENDING.labels(channel=ch).set(n)
         m.OUTBOX_OLDEST_AGE.labels(channel=ch).set(age)
         out[ch] = (n, age)
+    circuit.states(session, now)  # coffee_scraper_notification_circuit_state{channel}, from the database
     return out
 
 

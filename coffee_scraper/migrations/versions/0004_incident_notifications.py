@@ -75,9 +75,25 @@ def upgrade() -> None:
     )
     op.create_index("ix_notification_attempts_channel_at", "notification_attempts", ["channel", "at"], unique=False)
     op.create_index(op.f("ix_notification_attempts_outbox_id"), "notification_attempts", ["outbox_id"], unique=False)
+    op.create_table(
+        "notification_circuits",
+        sa.Column("channel", sa.String(length=20), nullable=False),
+        sa.Column("state", sa.String(length=10), nullable=False),
+        sa.Column("consecutive_failures", sa.Integer(), nullable=False),
+        sa.Column("opened_at", TS, nullable=True),
+        sa.Column("probe_at", TS, nullable=True),
+        sa.Column("last_failure_at", TS, nullable=True),
+        sa.Column("last_success_at", TS, nullable=True),
+        sa.Column("last_error", sa.Text(), nullable=True),
+        sa.Column("changed_by", sa.String(length=200), nullable=True),
+        sa.Column("reason", sa.Text(), nullable=True),
+        sa.Column("updated_at", TS, nullable=False),
+        sa.PrimaryKeyConstraint("channel", name=op.f("pk_notification_circuits")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("notification_circuits")
     op.drop_index(op.f("ix_notification_attempts_outbox_id"), table_name="notification_attempts")
     op.drop_index("ix_notification_attempts_channel_at", table_name="notification_attempts")
     op.drop_table("notification_attempts")

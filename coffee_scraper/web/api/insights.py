@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from coffee_scraper.catalog import db
 from coffee_scraper.catalog.models import ScrapeRun
-from coffee_scraper.incidents import flows, followup, service
+from coffee_scraper.incidents import flows, followup, service, store
 from coffee_scraper.incidents.ids import is_incident_id
 from coffee_scraper.incidents.models import OPEN_STATUSES, SEVERITIES, Incident
 from coffee_scraper.incidents.notify.models import CHANNELS, NotificationOutbox
@@ -52,14 +52,15 @@ _by_catalog_engine: weakref.WeakKeyDictionary[Engine, sessionmaker[Session]] = w
 
 
 def incident_factory(ctx: WebContext) -> sessionmaker[Session]:
-    """Sessions on the incident store: ``incidents_database_url`` when set (and different), else the catalog's."""
-    url = ctx.settings.incidents_database_url
-    if not url or url == ctx.settings.database_url:
+    """Sessions on the incident store (``incidents/store.py``): ``incidents_database_url`` when set (and
+    different), else the catalog's."""
+    if not store.is_separate(ctx.settings):
         return ctx.factory
+    url = store.incidents_url(ctx.settings)
     with _lock:
         factory = _factories.get(url)
         if factory is None:
-            factory = _factories[url] = db.session_factory(db.make_engine(url))
+            factory = _factories[url] = store.incident_factory(ctx.settings)
         catalog_engine = ctx.factory.kw.get("bind")
         if isinstance(catalog_engine, Engine):
             _by_catalog_engine[catalog_engine] = factory
@@ -149,8 +150,11 @@ def response_clock(incident: Incident, now: datetime) -> ResponseClock:
 def display_target(channel: str, target: str) -> str:
     """What a viewer may see of a target: a webhook URL only as its origin (its path may carry a secret)."""
     if channel == "webhook":
-        parts = urlsplit(target)
-        return f"{parts.scheme}://{parts.hostname or '?'}{f':{parts.port}' if parts.port else ''}/…"
+        try:
+            parts = urlsplit(target)
+            return f"{parts.scheme}://{parts.hostname or '?'}{f':{parts.port}' if parts.port else ''}/…"
+        except ValueError:
+            return "(webhook URL)"
     return mask_url(target)
 
 

@@ -31,6 +31,7 @@ from coffee_scraper.web.api.insights import (
     notifications_for,
     open_incidents_panel,
     response_clock,
+    span,
     write_incidents,
 )
 from coffee_scraper.web.pages.charts import BarChart, LineChart, Series, line_chart, stacked_bar_chart
@@ -91,7 +92,10 @@ def safe_links(links: list[Any]) -> list[dict[str, str | None]]:
         if not isinstance(link, dict):
             continue
         href = str(link.get("href") or "")
-        scheme = urlsplit(href).scheme.lower() if href else ""
+        try:
+            scheme = urlsplit(href).scheme.lower() if href else ""
+        except ValueError:  # e.g. "http://[not-an-address" from a sender
+            scheme = ""
         out.append(
             {"href": href if scheme in ("http", "https") else None, "raw": href, "text": str(link.get("text") or href)}
         )
@@ -179,12 +183,10 @@ def incidents_page(request: Request, ctx: Context, principal: PageViewer) -> HTM
 
 
 def severity_choices() -> list[tuple[str, str]]:
-    """(P0, "P0 Critical — respond Immediate (0-15 minutes)") ... from the runbook's classification."""
+    """(P0, "P0 Critical — respond: Immediate (0-15 minutes)") ... from the runbook's classification."""
     from coffee_scraper.incidents.alert_config import SEVERITIES as POLICIES
 
-    return [
-        (p.severity.value, f"{p.severity.value} {p.name} — respond within {p.response_text}") for p in POLICIES.values()
-    ]
+    return [(p.severity.value, f"{p.severity.value} {p.name} — respond: {p.response_text}") for p in POLICIES.values()]
 
 
 EMPTY_DECLARE = {"title": "", "severity": "P2", "impact": "", "owner": "", "component": "", "is_drill": False}
@@ -684,5 +686,5 @@ def insights_page(request: Request, ctx: Context, principal: PageViewer) -> HTML
     with incident_factory(ctx)() as session:
         stats = service.stats(session, since=now - timedelta(days=STATS_DAYS), include_drills=include_drills)
     context = {"charts": charts, "stats": stats, "stats_days": STATS_DAYS, "include_drills": include_drills,
-               "severities": SEVERITIES}  # fmt: skip
+               "severities": SEVERITIES, "span": span}  # fmt: skip
     return render(request, "incidents/insights.html", context, principal=principal)

@@ -2,8 +2,9 @@
 
 * ``SlackPeer``: an incoming webhook (``POST /services/T000/B000/XXXX`` JSON {text, blocks?} → 200 ``ok``;
   ``invalid_payload`` 400 without text; scripted 500/429-with-Retry-After answers).
-* ``GitHubPeer``: REST v3 issues (create 201 {number, html_url}, list, comment 201, PATCH state 200), Bearer
-  auth (401 ``Bad credentials``), 422 validation shape, scripted 5xx/403-rate-limit answers.
+* ``GitHubPeer``: REST v3 issues (create 201 {number, html_url}, list, comment 201, PATCH state 200, an issue's
+  labels: list, add 200, remove 200 or 404 ``Label does not exist``), Bearer auth (401 ``Bad credentials``), 422
+  validation shape, scripted 5xx/403-rate-limit answers.
 * ``WebhookPeer``: any POST recorded with its headers and raw body.
 * ``SmtpPeer``: aiosmtpd on a fixed free port that can be stopped (port closed) and started again.
 Failures are scripted with ``fail_next`` (a list of (status, body, headers) answered before real handling).
@@ -174,9 +175,53 @@ class GitHubPeer(_Scripted):
                     self.issues[n].state = data["state"]
             return JSONResponse({"number": n, "html_url": url(n), "state": self.issues[n].state})
 
+        def label_list(n: int) -> list[dict[str, Any]]:
+            return [{"name": name, "url": f"https://github.example/labels/{name}"} for name in self.issues[n].labels]
+
+        async def labels(request: Request) -> Response:
+            self.requests.append({"method": request.method, "path": request.url.path,
+                                  "headers": dict(request.headers), "body": await request.body()})  # fmt: skip
+            denied = auth(request)
+            if denied is not None:
+                return denied
+            if request.method != "GET":
+                answer = self.scripted()
+                if answer is not None:
+                    return answer
+            n = int(request.path_params["number"])
+            if not right_repo(request) or n not in self.issues:
+                return JSONResponse({"message": "Not Found", "status": "404"}, status_code=404)
+            with self.lock:
+                if request.method == "POST":
+                    for name in (await request.json()).get("labels", []):
+                        if name not in self.issues[n].labels:
+                            self.issues[n].labels.append(name)
+                return JSONResponse(label_list(n))
+
+        async def label(request: Request) -> Response:
+            self.requests.append({"method": request.method, "path": request.url.path,
+                                  "headers": dict(request.headers), "body": await request.body()})  # fmt: skip
+            denied = auth(request)
+            if denied is not None:
+                return denied
+            answer = self.scripted()
+            if answer is not None:
+                return answer
+            n = int(request.path_params["number"])
+            if not right_repo(request) or n not in self.issues:
+                return JSONResponse({"message": "Not Found", "status": "404"}, status_code=404)
+            name = request.path_params["name"]
+            with self.lock:
+                if name not in self.issues[n].labels:
+                    return JSONResponse({"message": "Label does not exist", "status": "404"}, status_code=404)
+                self.issues[n].labels.remove(name)
+                return JSONResponse(label_list(n))
+
         self.app = Starlette(routes=[
             Route("/repos/{owner}/{repo}/issues", issues, methods=["GET", "POST"]),
             Route("/repos/{owner}/{repo}/issues/{number:int}/comments", comments, methods=["POST"]),
+            Route("/repos/{owner}/{repo}/issues/{number:int}/labels", labels, methods=["GET", "POST"]),
+            Route("/repos/{owner}/{repo}/issues/{number:int}/labels/{name}", label, methods=["DELETE"]),
             Route("/repos/{owner}/{repo}/issues/{number:int}", issue, methods=["PATCH"]),
         ])  # fmt: skip
 
