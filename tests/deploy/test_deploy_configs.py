@@ -108,8 +108,8 @@ def test_compose_has_the_stack() -> None:
     assert "9090:9090" in services["prometheus"]["ports"]
     assert "3000:3000" in services["grafana"]["ports"]
     assert services["app"]["depends_on"]["postgres"]["condition"] == "service_healthy"
-    # a worker, if declared, stays off by default until its command exists
-    assert "worker" not in services or services["worker"].get("profiles")
+    # compose runs PostgreSQL, so scheduling is distributed: a procrastinate worker runs by default
+    assert services["worker"]["command"][:1] == ["worker"] and not services["worker"].get("profiles")
 
 
 def test_compose_mounts_only_files_that_exist_in_the_repo() -> None:
@@ -133,9 +133,10 @@ def test_prometheus_container_sees_rules_beside_its_config() -> None:
         assert str(config_dir / rule_file) in prometheus
 
 
-def test_app_command_is_a_real_cli_command(run_cli: Any) -> None:
-    command = compose()["services"]["app"]["command"]
-    assert command[:1] == ["serve"] and "0.0.0.0" in command
+@pytest.mark.parametrize(("service", "verb"), [("app", "serve"), ("worker", "worker")])
+def test_service_command_is_a_real_cli_command(run_cli: Any, service: str, verb: str) -> None:
+    command = compose()["services"][service]["command"]
+    assert command[:1] == [verb] and "0.0.0.0" in command
     done = run_cli(*command, "--help")  # unknown options would fail before --help answers
     assert done.returncode == 0, done.stdout + done.stderr
 
