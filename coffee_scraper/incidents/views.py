@@ -442,7 +442,7 @@ def incidents_router(settings: Settings) -> APIRouter:
                 is_drill=body.is_drill,
                 component=body.component,
             )
-            return detail(session, incident.id)
+            return detail(session, incident.id, now)
 
         return write(tx)
 
@@ -493,7 +493,7 @@ def incidents_router(settings: Settings) -> APIRouter:
                 now=now,
                 message=(body.message or "") if body else "",
             )
-            return detail(session, incident_id)
+            return detail(session, incident_id, now)
 
         return write(tx)
 
@@ -520,7 +520,7 @@ def incidents_router(settings: Settings) -> APIRouter:
                 owner=body.owner,
                 impact=body.impact,
             )
-            return detail(session, incident_id)
+            return detail(session, incident_id, now)
 
         return write(tx)
 
@@ -546,7 +546,7 @@ def incidents_router(settings: Settings) -> APIRouter:
                 actor=_actor(body, caller),
                 now=now,
             )
-            return detail(session, incident_id)
+            return detail(session, incident_id, now)
 
         return write(tx)
 
@@ -562,7 +562,7 @@ def incidents_router(settings: Settings) -> APIRouter:
 
         def tx(session: Session) -> dict[str, Any]:
             flows.reopen(session, checked(incident_id), actor=_actor(body, caller), reason=body.reason, now=now)
-            return detail(session, incident_id)
+            return detail(session, incident_id, now)
 
         return write(tx)
 
@@ -587,7 +587,7 @@ def incidents_router(settings: Settings) -> APIRouter:
                 actor=_actor(body, caller),
                 now=now,
             )
-            return detail(session, incident_id)
+            return detail(session, incident_id, now)
 
         return write(tx)
 
@@ -606,7 +606,7 @@ def incidents_router(settings: Settings) -> APIRouter:
 
         def tx(session: Session) -> dict[str, Any]:
             flows.comment(session, checked(incident_id), body=body.text, actor=_actor(body, caller), now=now)
-            return detail(session, incident_id)
+            return detail(session, incident_id, now)
 
         return write(tx)
 
