@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
+from structlog.contextvars import bound_contextvars
 
 from coffee_scraper.incidents import reactions
 from coffee_scraper.incidents.models import EVENT_KINDS, Incident, IncidentEvent
@@ -51,7 +52,11 @@ def record(
         return event
     session.info[_DEPTH_KEY] = depth + 1
     try:
-        reactions.react(session, incident, event, now=now)
+        # log lines of the reactions (notifications, escalation, diagnostics) carry the incident's id
+        with bound_contextvars(incident_id=incident.id):
+            if depth == 0:
+                get_logger("incidents").info("incident_event", kind=kind, severity=incident.severity, actor=actor)
+            reactions.react(session, incident, event, now=now)
     finally:
         session.info[_DEPTH_KEY] = depth
     return event

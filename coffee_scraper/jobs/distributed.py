@@ -31,6 +31,7 @@ from procrastinate.retry import BaseRetryStrategy, RetryDecision
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
+from structlog.contextvars import bound_contextvars
 
 from coffee_scraper.catalog import db
 from coffee_scraper.catalog import service as catalog
@@ -252,11 +253,21 @@ def build_app(settings: Settings, runtime: WorkerRuntime | None = None) -> procr
             raise RuntimeError("this procrastinate app was built without a worker runtime; use run_worker()")
         return runtime
 
-    @app.task(name=RUN_TASK, queue="full", retry=RunRetryStrategy(settings))
+    @app.task(name=RUN_TASK, queue="full", retry=RunRetryStrategy(settings), pass_context=True)
     async def run_roaster_task(
-        roaster: str, mode: str, trigger: str = "schedule", due: str | None = None
+        context: procrastinate.JobContext,
+        roaster: str,
+        mode: str,
+        trigger: str = "schedule",
+        due: str | None = None,
     ) -> dict[str, Any]:
         rt = need_runtime()
+        job_id = context.job.id if context.job is not None else None
+        # every log line and Sentry event of this run carries its job id (the pipeline adds roaster and run_id)
+        with bound_contextvars(job_id=job_id):
+            return await _run_task(rt, roaster, mode, trigger)
+
+    async def _run_task(rt: WorkerRuntime, roaster: str, mode: str, trigger: str) -> dict[str, Any]:
         async with rt.slots.hold():
             report = await execute_run(
                 roaster,

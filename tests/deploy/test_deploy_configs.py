@@ -185,7 +185,9 @@ def unit(name: str) -> configparser.ConfigParser:
 HARDENING = {"NoNewPrivileges": "yes", "ProtectSystem": "strict", "ProtectHome": "yes", "PrivateTmp": "yes"}
 
 
-@pytest.mark.parametrize("name", ["coffee-scraper.service", "coffee-scraper-scrape.service"])
+@pytest.mark.parametrize(
+    "name", ["coffee-scraper.service", "coffee-scraper-worker.service", "coffee-scraper-scrape.service"]
+)
 def test_systemd_services_are_hardened_and_log_where_the_runbook_looks(name: str) -> None:
     service = unit(name)["Service"]
     for key in ("User", "EnvironmentFile", "ExecStart", "StateDirectory"):
@@ -197,15 +199,18 @@ def test_systemd_services_are_hardened_and_log_where_the_runbook_looks(name: str
     assert {"/var/lib/coffee-scraper", "/var/log/coffee-scraper"} <= set(writable)
 
 
-def test_the_web_service_restarts_on_failure(run_cli: Any) -> None:
-    service = unit("coffee-scraper.service")["Service"]
+@pytest.mark.parametrize(
+    ("name", "verb"), [("coffee-scraper.service", "serve"), ("coffee-scraper-worker.service", "worker")]
+)
+def test_long_running_services_restart_on_failure(run_cli: Any, name: str, verb: str) -> None:
+    service = unit(name)["Service"]
     assert service["Restart"] == "on-failure"
     assert service["RestartSec"]
     args = shlex.split(service["ExecStart"])
-    assert Path(args[0]).name == "coffee-scraper" and args[1] == "serve"
-    done = run_cli(*args[1:], "--help")
+    assert Path(args[0]).name == "coffee-scraper" and args[1] == verb
+    done = run_cli(*args[1:], "--help")  # unknown options would fail before --help answers
     assert done.returncode == 0, done.stdout + done.stderr
-    assert unit("coffee-scraper.service")["Install"]["WantedBy"] == "multi-user.target"
+    assert unit(name)["Install"]["WantedBy"] == "multi-user.target"
 
 
 def test_the_nightly_scrape_is_a_oneshot_started_by_its_timer(run_cli: Any) -> None:
